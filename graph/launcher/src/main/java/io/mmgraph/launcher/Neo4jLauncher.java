@@ -1,0 +1,162 @@
+package io.mmgraph.launcher;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.HashMap;
+import java.util.Map;
+
+import org.neo4j.configuration.GraphDatabaseInternalSettings;
+import org.neo4j.configuration.GraphDatabaseSettings;
+import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.configuration.SettingValueParsers;
+import org.neo4j.dbms.api.DatabaseManagementService;
+import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
+import org.neo4j.graphdb.GraphDatabaseService;
+import org.neo4j.graphdb.QueryExecutionException;
+
+/**
+ * Runs an embedded Neo4j Community DBMS for mmgraph, reachable only over Bolt on 127.0.0.1.
+ *
+ * <p>Arguments: {@code --home DIR --port N --password-file FILE --pagecache SIZE
+ * [--state-file FILE] [--watch-stdin]}. Auth is on and the {@code neo4j} user's password is set
+ * from the password file on every start. Once Bolt accepts connections the launcher writes the
+ * state file (pid and port) and prints {@code MMGRAPH_NEO4J_READY <port>}. SIGTERM or SIGINT shuts
+ * the DBMS down cleanly, removes the state file and exits 0; with {@code --watch-stdin} so does
+ * end of input, which is how a parent process that dies in any way takes the server with it.
+ */
+public final class Neo4jLauncher {
+    private static final String READY = "MMGRAPH_NEO4J_READY";
+
+    private static volatile DatabaseManagementService dbms;
+    private static volatile Path stateFile;
+    private static volatile int exitStatus;
+
+    private Neo4jLauncher() {}
+
+    public static void main(String[] args) {
+        // A JVM ended by a signal exits 128+n; a clean shutdown on request is a success.
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            if (dbms != null) {
+                dbms.shutdown();
+            }
+            deleteQuietly(stateFile);
+            Runtime.getRuntime().halt(exitStatus);
+        }, "mmgraph-neo4j-shutdown"));
+        try {
+            run(args);
+        } catch (Throwable e) {
+            e.printStackTrace();
+            exitStatus = 1;
+            System.exit(1);
+        }
+    }
+
+    private static void run(String[] args) throws Exception {
+        Map<String, String> opts = parseArgs(args);
+        Path home = Path.of(require(opts, "--home")).toAbsolutePath();
+        int port = Integer.parseInt(require(opts, "--port"));
+        String password =
+                Files.readString(Path.of(require(opts, "--password-file")), StandardCharsets.UTF_8)
+                        .strip();
+        long pagecache = SettingValueParsers.BYTES.parse(require(opts, "--pagecache"));
+        Path state = opts.containsKey("--state-file") ? Path.of(opts.get("--state-file")) : null;
+
+        // Neo4j and its libraries may write to stdout; keep it for our one protocol line.
+        PrintStream protocol = System.out;
+        System.setOut(System.err);
+
+        dbms = new DatabaseManagementServiceBuilder(home)
+                .setConfig(BoltConnector.enabled, true)
+                .setConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
+                .setConfig(GraphDatabaseSettings.auth_enabled, true)
+                .setConfig(GraphDatabaseSettings.pagecache_memory, pagecache)
+                .setConfig(GraphDatabaseSettings.udc_enabled, false)
+                .setConfig(GraphDatabaseSettings.routing_enabled, false)
+                // Netty's default quiet period makes every shutdown wait twice 5 s for nothing.
+                .setConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
+                .build();
+
+        setPassword(dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME), password);
+        if (state != null) {
+            writeState(state, ProcessHandle.current().pid(), port);
+            stateFile = state;
+        }
+        protocol.println(READY + " " + port);
+        protocol.flush();
+
+        if (opts.containsKey("--watch-stdin")) {
+            drain(System.in);
+            System.exit(0);
+        }
+        Thread.currentThread().join();
+    }
+
+    /**
+     * Sets the password with no change required at the next login. Neo4j refuses to set a
+     * password to its current value, which is what every restart of the same home asks.
+     */
+    private static void setPassword(GraphDatabaseService system, String password) {
+        try {
+            system.executeTransactionally(
+                    "ALTER USER neo4j SET PASSWORD $password CHANGE NOT REQUIRED",
+                    Map.of("password", password));
+        } catch (QueryExecutionException e) {
+            if (!e.getMessage().contains("Old password and new password cannot be the same")) {
+                throw e;
+            }
+            system.executeTransactionally("ALTER USER neo4j SET PASSWORD CHANGE NOT REQUIRED");
+        }
+    }
+
+    private static void writeState(Path stateFile, long pid, int port) throws IOException {
+        Path tmp = stateFile.resolveSibling(stateFile.getFileName() + ".tmp");
+        Files.writeString(tmp, "{\"pid\": " + pid + ", \"port\": " + port + "}\n");
+        Files.move(tmp, stateFile, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    private static void deleteQuietly(Path path) {
+        if (path == null) {
+            return;
+        }
+        try {
+            Files.deleteIfExists(path);
+        } catch (IOException e) {
+            System.err.println("could not remove " + path + ": " + e);
+        }
+    }
+
+    private static void drain(InputStream in) throws IOException {
+        byte[] buffer = new byte[256];
+        while (in.read(buffer) >= 0) {
+            // Nothing is sent on stdin; only its end matters.
+        }
+    }
+
+    private static Map<String, String> parseArgs(String[] args) {
+        Map<String, String> opts = new HashMap<>();
+        for (int i = 0; i < args.length; i++) {
+            if (args[i].equals("--watch-stdin")) {
+                opts.put(args[i], "true");
+            } else if (args[i].startsWith("--") && i + 1 < args.length) {
+                opts.put(args[i], args[++i]);
+            } else {
+                throw new IllegalArgumentException("unexpected argument: " + args[i]);
+            }
+        }
+        return opts;
+    }
+
+    private static String require(Map<String, String> opts, String name) {
+        String value = opts.get(name);
+        if (value == null) {
+            throw new IllegalArgumentException("missing argument " + name);
+        }
+        return value;
+    }
+}

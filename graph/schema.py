@@ -1,0 +1,66 @@
+"""The graph's naming rules and schema statements.
+
+Labels, relationship types and property names cannot be Cypher parameters, so every name that
+reaches query text is checked here first against a strict pattern.
+"""
+
+from __future__ import annotations
+
+import re
+
+TYPE_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]{0,63}$")
+MODALITY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+ENTITY_LABEL = "Entity"
+RUN_LABEL = "IngestRun"
+# Modalities the encoders fill; precomputed vectors must use other names.
+ENCODED_MODALITIES = ("text", "image", "num")
+# Node properties written by mmgraph itself, which free properties may not overwrite.
+RESERVED_PROPERTIES = frozenset({"uid", "type", "text", "image_ref", "image_path", "source", "emb"})
+RESERVED_LABELS = frozenset({ENTITY_LABEL, RUN_LABEL, "Model"})
+
+SCHEMA_STATEMENTS = (
+    "CREATE CONSTRAINT entity_uid IF NOT EXISTS FOR (n:Entity) REQUIRE n.uid IS UNIQUE",
+    "CREATE CONSTRAINT ingest_run_id IF NOT EXISTS FOR (r:IngestRun) REQUIRE r.id IS UNIQUE",
+    "CREATE INDEX entity_type IF NOT EXISTS FOR (n:Entity) ON (n.type)",
+)
+
+
+class SchemaError(ValueError):
+    """A label, relationship type, modality or property name breaks the schema's rules."""
+
+
+def check_type_name(name: str) -> str:
+    """Return ``name`` if it may be a node label or relationship type, else raise."""
+    if not isinstance(name, str) or not TYPE_NAME.match(name):
+        raise SchemaError(f"invalid type name {name!r}: must match {TYPE_NAME.pattern}")
+    if name in RESERVED_LABELS:
+        raise SchemaError(f"type name {name!r} is reserved by mmgraph")
+    return name
+
+
+def check_modality_name(name: str) -> str:
+    """Return ``name`` if it may name a modality (``<name>_vec`` / ``<name>_enc``), else raise."""
+    if not isinstance(name, str) or not MODALITY_NAME.match(name):
+        raise SchemaError(f"invalid modality name {name!r}: must match {MODALITY_NAME.pattern}")
+    return name
+
+
+def check_property_name(name: str) -> str:
+    """Return ``name`` if it may be a free node or relationship property, else raise."""
+    if not isinstance(name, str) or not PROPERTY_NAME.match(name):
+        raise SchemaError(f"invalid property name {name!r}: must match {PROPERTY_NAME.pattern}")
+    if name in RESERVED_PROPERTIES or name.endswith(("_vec", "_enc")):
+        raise SchemaError(f"property name {name!r} is reserved by mmgraph")
+    return name
+
+
+def vector_property(modality: str) -> str:
+    """Node property holding the float32 bytes of ``modality``."""
+    return f"{check_modality_name(modality)}_vec"
+
+
+def encoder_property(modality: str) -> str:
+    """Node property naming the encoder (``name@version``) that made ``modality``'s vector."""
+    return f"{check_modality_name(modality)}_enc"

@@ -1,0 +1,321 @@
+"""The Neo4j graph store: schema setup, batched upserts, reads, counts and the ingest audit trail.
+
+All Cypher of mmgraph's graph lives here. Values always travel as parameters; the only names
+put into query text are labels and relationship types that passed :mod:`mmgraph.graph.schema`.
+Every write is one managed transaction (``execute_write``), which the driver retries on transient
+errors and which leaves nothing behind when it fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import neo4j
+
+from mmgraph.graph.schema import (
+    SCHEMA_STATEMENTS,
+    check_type_name,
+    encoder_property,
+    vector_property,
+)
+from mmgraph.graph.vectors import from_bytes, to_bytes
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(RuntimeError):
+    """A write the store refused; the transaction it was part of was rolled back."""
+
+
+class TypeConflictError(StoreError):
+    """An upsert named a node with a type other than the one it is stored with."""
+
+
+class MissingEndpointError(StoreError):
+    """A relationship named an endpoint uid that is not in the graph."""
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """One node to upsert: uid, type label, free properties, and per-modality vectors.
+
+    ``vectors`` maps a modality name to ``(vector, encoder tag)``; the vector is stored as
+    float32 bytes in ``<modality>_vec`` and the tag in ``<modality>_enc``.
+    """
+
+    uid: str
+    type: str
+    props: dict[str, Any] = field(default_factory=dict)
+    vectors: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+    def properties(self) -> dict[str, Any]:
+        """All properties to set, vectors packed as bytes."""
+        out = dict(self.props)
+        for modality, (vector, tag) in self.vectors.items():
+            out[vector_property(modality)] = to_bytes(vector)
+            out[encoder_property(modality)] = tag
+        return out
+
+
+@dataclass(frozen=True)
+class RelRow:
+    """One relationship to upsert, merged on (src, type, dst)."""
+
+    src: str
+    dst: str
+    type: str
+    weight: float = 1.0
+    props: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one write transaction did."""
+
+    nodes_written: int = 0
+    nodes_created: int = 0
+    relationships_written: int = 0
+    relationships_created: int = 0
+
+
+@dataclass(frozen=True)
+class GraphCounts:
+    """Nodes by type label and relationships by type (the shape of ``mmgraph stats --json``)."""
+
+    nodes: dict[str, int]
+    relationships: dict[str, int]
+
+    def to_dict(self) -> dict[str, dict[str, int]]:
+        return {"nodes": dict(self.nodes), "relationships": dict(self.relationships)}
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """What an upsert needs to know of a stored node: its type and what its vectors were made of.
+
+    ``encoders`` maps each modality to its encoder tag; ``text`` and ``image_ref`` are the inputs
+    of the text and image vectors, so unchanged ones need not be encoded again.
+    """
+
+    type: str
+    encoders: dict[str, str]
+    text: str | None = None
+    image_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredNode:
+    """A node as read back: uid, type, free properties and decoded modality vectors."""
+
+    uid: str
+    type: str
+    props: dict[str, Any]
+    vectors: dict[str, tuple[Any, str]]
+
+
+def _quote(name: str) -> str:
+    """Backtick-quote a name read from the database itself (never from input)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+# A row whose uid is stored with another type is returned; the caller then fails the whole
+# transaction, so the properties it set on that node never land.
+_UPSERT_NODES = """
+UNWIND $rows AS row
+MERGE (n:Entity {uid: row.uid})
+ON CREATE SET n:%s, n.type = row.type, n.source = $run_id
+SET n += row.props
+WITH n, row WHERE n.type <> row.type
+RETURN row.uid AS uid, n.type AS stored
+"""
+
+_UPSERT_RELS = """
+UNWIND $rows AS row
+MATCH (a:Entity {uid: row.src})
+MATCH (b:Entity {uid: row.dst})
+MERGE (a)-[r:%s]->(b)
+ON CREATE SET r.source = $run_id
+SET r.weight = row.weight, r += row.props
+RETURN count(r) AS written
+"""
+
+
+class GraphStore:
+    """Reads and writes mmgraph's graph in one Neo4j database through a driver it is given."""
+
+    def __init__(self, driver: neo4j.Driver, database: str = "neo4j") -> None:
+        self.driver = driver
+        self.database = database
+
+    def _session(self) -> neo4j.Session:
+        return self.driver.session(database=self.database)
+
+    def _read(self, query: str, **params: Any) -> list[neo4j.Record]:
+        with self._session() as session:
+            return session.execute_read(lambda tx: list(tx.run(query, params)))
+
+    def setup_schema(self) -> None:
+        """Create the uid constraint and indexes (idempotent)."""
+        with self._session() as session:
+            for statement in SCHEMA_STATEMENTS:
+                session.run(statement).consume()
+            session.run("CALL db.awaitIndexes(300)").consume()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def write_batch(
+        self, nodes: Sequence[NodeRow], relationships: Sequence[RelRow], run_id: str
+    ) -> BatchResult:
+        """Upsert nodes, then relationships, in one transaction: all of it lands or none."""
+        with self._session() as session:
+            return session.execute_write(_write_batch, nodes, relationships, run_id)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def existing_types(self, uids: Iterable[str]) -> dict[str, str]:
+        """The stored type of each of ``uids`` that is in the graph."""
+        records = self._read(
+            "MATCH (n:Entity) WHERE n.uid IN $uids RETURN n.uid AS uid, n.type AS type",
+            uids=list(uids),
+        )
+        return {r["uid"]: r["type"] for r in records}
+
+    def node_states(self, uids: Iterable[str]) -> dict[str, NodeState]:
+        """The :class:`NodeState` of each of ``uids`` that is in the graph."""
+        records = self._read(
+            "MATCH (n:Entity) WHERE n.uid IN $uids "
+            "RETURN n.uid AS uid, n.type AS type, n.text AS text, n.image_ref AS image_ref, "
+            "[k IN keys(n) WHERE k ENDS WITH '_enc' | [left(k, size(k) - 4), n[k]]] AS encs",
+            uids=list(uids),
+        )
+        return {
+            r["uid"]: NodeState(r["type"], dict(r["encs"]), r["text"], r["image_ref"])
+            for r in records
+        }
+
+    def get_nodes(self, uids: Iterable[str]) -> dict[str, StoredNode]:
+        """The nodes with these uids, with vectors decoded; missing uids are absent."""
+        records = self._read(
+            "MATCH (n:Entity) WHERE n.uid IN $uids RETURN properties(n) AS p", uids=list(uids)
+        )
+        return {r["p"]["uid"]: _stored_node(r["p"]) for r in records}
+
+    def get_node(self, uid: str) -> StoredNode | None:
+        """The node with this uid, or ``None``."""
+        return self.get_nodes([uid]).get(uid)
+
+    def relationships_of(self, uid: str) -> list[tuple[str, str, float]]:
+        """Outgoing relationships of a node as ``(type, dst uid, weight)``, sorted."""
+        records = self._read(
+            "MATCH (:Entity {uid: $uid})-[r]->(b:Entity) "
+            "RETURN type(r) AS type, b.uid AS dst, r.weight AS weight",
+            uid=uid,
+        )
+        return sorted((r["type"], r["dst"], r["weight"]) for r in records)
+
+    def counts(self) -> GraphCounts:
+        """Nodes per type label and relationships per type (from the count store)."""
+        nodes = {
+            r["type"]: r["n"]
+            for r in self._read("MATCH (n:Entity) RETURN n.type AS type, count(*) AS n")
+        }
+        types = self._read("CALL db.relationshipTypes() YIELD relationshipType RETURN *")
+        relationships = {}
+        for record in types:
+            name = record["relationshipType"]
+            n = self._read(f"MATCH ()-[r:{_quote(name)}]->() RETURN count(r) AS n")[0]["n"]
+            if n:
+                relationships[name] = n
+        return GraphCounts(dict(sorted(nodes.items())), dict(sorted(relationships.items())))
+
+    # -- the ingest audit trail -------------------------------------------------------------
+
+    def start_run(self, run_id: str, source: str, **props: Any) -> None:
+        """Record the start of an ingest run (status ``running``)."""
+        with self._session() as session:
+            session.execute_write(
+                lambda tx: tx.run(
+                    "CREATE (r:IngestRun {id: $id, source: $source, started: $now, "
+                    "status: 'running'}) SET r += $props",
+                    id=run_id,
+                    source=source,
+                    now=datetime.now(UTC),
+                    props=props,
+                ).consume()
+            )
+
+    def finish_run(self, run_id: str, status: str, counts: dict[str, int], **props: Any) -> None:
+        """Record how an ingest run ended: its status and counts."""
+        with self._session() as session:
+            session.execute_write(
+                lambda tx: tx.run(
+                    "MATCH (r:IngestRun {id: $id}) "
+                    "SET r.status = $status, r.finished = $now, r += $counts, r += $props",
+                    id=run_id,
+                    status=status,
+                    now=datetime.now(UTC),
+                    counts=counts,
+                    props=props,
+                ).consume()
+            )
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent ingest runs, newest first, as plain dicts."""
+        records = self._read(
+            "MATCH (r:IngestRun) RETURN properties(r) AS r ORDER BY r.started DESC LIMIT $limit",
+            limit=limit,
+        )
+        return [r["r"] for r in records]
+
+
+def _write_batch(
+    tx: neo4j.ManagedTransaction,
+    nodes: Sequence[NodeRow],
+    relationships: Sequence[RelRow],
+    run_id: str,
+) -> BatchResult:
+    nodes_created = rels_created = rels_written = 0
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for node in nodes:
+        by_type[node.type].append({"uid": node.uid, "type": node.type, "props": node.properties()})
+    for type_name, rows in by_type.items():
+        result = tx.run(_UPSERT_NODES % check_type_name(type_name), rows=rows, run_id=run_id)
+        conflicts = [(r["uid"], r["stored"]) for r in result]
+        if conflicts:
+            uid, stored = conflicts[0]
+            raise TypeConflictError(
+                f"{len(conflicts)} node(s) stored with another type, e.g. {uid!r} is a "
+                f"{stored}, not a {type_name}"
+            )
+        nodes_created += result.consume().counters.nodes_created
+    rels_by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rel in relationships:
+        rels_by_type[rel.type].append(
+            {"src": rel.src, "dst": rel.dst, "weight": rel.weight, "props": rel.props}
+        )
+    for type_name, rows in rels_by_type.items():
+        result = tx.run(_UPSERT_RELS % check_type_name(type_name), rows=rows, run_id=run_id)
+        written = result.single(strict=True)["written"]
+        if written != len(rows):
+            raise MissingEndpointError(
+                f"{len(rows) - written} {type_name} relationship(s) name an endpoint not in "
+                "the graph"
+            )
+        rels_written += written
+        rels_created += result.consume().counters.relationships_created
+    return BatchResult(len(nodes), nodes_created, rels_written, rels_created)
+
+
+def _stored_node(props: dict[str, Any]) -> StoredNode:
+    props = dict(props)
+    uid, type_name = props.pop("uid"), props.pop("type")
+    vectors = {}
+    for key in [k for k in props if k.endswith("_vec")]:
+        modality = key[: -len("_vec")]
+        vectors[modality] = (from_bytes(props.pop(key)), props.pop(f"{modality}_enc", None))
+    return StoredNode(uid, type_name, props, vectors)

@@ -1,0 +1,210 @@
+"""The local Neo4j on a real JVM: auth, restarts, crash recovery, detached servers, failures.
+
+Homes are temporary; the cache is the real one, so Neo4j's jars are fetched only once per machine.
+Every test stops what it starts; JVM starts (about 5 s each) are kept few.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from neo4j import GraphDatabase
+from neo4j.exceptions import AuthError
+
+from mmgraph.graph.config import Settings
+from mmgraph.graph.local_neo4j import (
+    LAUNCHER_JAR,
+    LauncherBuildError,
+    LocalNeo4j,
+    Neo4jStartError,
+    ensure_launcher,
+    running_server,
+    stop_running_server,
+)
+
+CACHE = Settings.from_env().cache
+
+
+def _query(server: LocalNeo4j, cypher: str, **params: object) -> list[dict]:
+    with GraphDatabase.driver(server.uri, auth=(server.user, server.password)) as driver:
+        records, _, _ = driver.execute_query(cypher, params)
+    return [r.data() for r in records]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie awaiting its parent counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _launcher_pids(home: Path) -> list[int]:
+    """Live launcher JVMs serving ``home``, found by command line."""
+    data_dir = str(home.resolve() / "neo4j").encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                args = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if data_dir in args and _alive(int(proc.name)):
+                pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNeo4j]:
+    home = tmp_path_factory.mktemp("home")
+    neo4j = LocalNeo4j(home, CACHE)
+    neo4j.start()
+    try:
+        yield neo4j
+    finally:
+        neo4j.stop()
+    assert _launcher_pids(home) == []
+
+
+def test_launcher_build_is_cached() -> None:
+    ensure_launcher(CACHE)
+    started = time.monotonic()
+    launcher = ensure_launcher(CACHE)
+    assert time.monotonic() - started < 1.0
+    assert (launcher / LAUNCHER_JAR).is_file()
+    assert len(list((launcher / "lib").glob("neo4j-*.jar"))) > 50
+
+
+def test_maven_network_failure_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_mvn = bin_dir / "mvn"
+    fake_mvn.write_text(
+        "#!/bin/sh\n"
+        "echo '[ERROR] Failed to execute goal on project x: Could not transfer artifact "
+        "org.neo4j:neo4j:pom:5.26.30 from/to central: Connection refused'\n"
+        "exit 1\n"
+    )
+    fake_mvn.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for _ in range(2):  # a failed build leaves no marker: the second call tries again
+        with pytest.raises(LauncherBuildError, match="Maven Central") as failure:
+            ensure_launcher(tmp_path / "cache")
+        assert "Connection refused" in failure.value.output
+
+
+def test_start_serves_cypher_with_generated_password(server: LocalNeo4j) -> None:
+    assert _query(server, "RETURN 1 AS x") == [{"x": 1}]
+    assert stat.S_IMODE(server.password_file.stat().st_mode) == 0o600
+    assert len(server.password) >= 32
+    state = json.loads((server.data_dir / "server.json").read_text())
+    assert running_server(server.home) is not None
+    assert running_server(server.home).pid == state["pid"]
+    assert server.uri == f"bolt://127.0.0.1:{state['port']}"
+
+
+def test_wrong_password_is_refused(server: LocalNeo4j) -> None:
+    with (
+        GraphDatabase.driver(server.uri, auth=(server.user, "not-the-password")) as driver,
+        pytest.raises(AuthError),
+    ):
+        driver.verify_connectivity()
+
+
+def test_second_server_on_same_home_is_refused(server: LocalNeo4j) -> None:
+    pid = running_server(server.home).pid
+    with pytest.raises(Neo4jStartError, match=f"already runs for .* \\(pid {pid}\\)"):
+        LocalNeo4j(server.home, CACHE).start()
+
+    # Without the state file the JVM starts, meets Neo4j's store lock, and says the same.
+    state = server.data_dir / "server.json"
+    hidden = state.rename(state.with_suffix(".hidden"))
+    try:
+        with pytest.raises(Neo4jStartError, match="already runs for"):
+            LocalNeo4j(server.home, CACHE).start()
+    finally:
+        hidden.rename(state)
+    assert _launcher_pids(server.home) == [pid]
+
+
+def test_stop_restart_and_crash_recovery(tmp_path: Path) -> None:
+    neo4j = LocalNeo4j(tmp_path, CACHE)
+    try:
+        neo4j.start()
+        _query(neo4j, "CREATE (:Probe {n: 1})")
+        pid, port = running_server(tmp_path).pid, neo4j.port
+        neo4j.stop()
+        assert not _alive(pid)
+        assert not _port_open(port)
+        assert not (neo4j.data_dir / "server.json").exists()
+        assert not neo4j.is_running()
+
+        neo4j.start()
+        assert _query(neo4j, "MATCH (p:Probe) RETURN p.n AS n") == [{"n": 1}]
+        _query(neo4j, "CREATE (:Probe {n: 2})")
+        pid = running_server(tmp_path).pid
+        neo4j.kill()
+        assert not _alive(pid)
+        assert (neo4j.data_dir / "server.json").exists()  # what a crash leaves behind
+        assert running_server(tmp_path) is None  # ... and is cleaned up
+        assert not (neo4j.data_dir / "server.json").exists()
+
+        neo4j.start()
+        assert _query(neo4j, "MATCH (p:Probe) RETURN p.n AS n ORDER BY n") == [{"n": 1}, {"n": 2}]
+    finally:
+        neo4j.stop()
+    assert _launcher_pids(tmp_path) == []
+
+
+def test_detached_server_outlives_its_starter(tmp_path: Path) -> None:
+    starter = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from mmgraph.graph.local_neo4j import LocalNeo4j
+        LocalNeo4j(Path({str(tmp_path)!r}), Path({str(CACHE)!r})).start(detach=True)
+        """
+    )
+    try:
+        subprocess.run([sys.executable, "-c", starter], check=True, timeout=180)
+        info = running_server(tmp_path)
+        assert info is not None
+        assert os.getsid(info.pid) == info.pid  # its own session: a Ctrl-C here does not reach it
+        handle = LocalNeo4j(tmp_path, CACHE)
+        assert handle.is_running()
+        assert handle.uri == info.uri
+        assert _query(handle, "RETURN 2 AS x") == [{"x": 2}]
+
+        assert stop_running_server(tmp_path)
+        assert not _alive(info.pid)
+        assert running_server(tmp_path) is None
+        assert not (handle.data_dir / "server.json").exists()
+        assert not stop_running_server(tmp_path)
+    finally:
+        stop_running_server(tmp_path)
+    assert _launcher_pids(tmp_path) == []
+
+
+def test_failed_start_reports_output_and_leaves_no_jvm(tmp_path: Path) -> None:
+    with pytest.raises(Neo4jStartError, match="exited with status 1") as failure:
+        LocalNeo4j(tmp_path, CACHE, pagecache="lots").start()
+    assert "lots" in failure.value.output
+    with pytest.raises(Neo4jStartError, match="not ready in time"):
+        LocalNeo4j(tmp_path, CACHE).start(timeout=0.5)
+    assert _launcher_pids(tmp_path) == []
+    assert not (tmp_path / "neo4j" / "server.json").exists()
