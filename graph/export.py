@@ -66,7 +66,7 @@ def export_heterodata(store: GraphStore, page_size: int = DEFAULT_PAGE_SIZE) -> 
     """Read the whole graph in pages of ``page_size`` nodes and build a ``HeteroData``."""
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, got {page_size}")
-    with store.driver.session(database=store.database, notifications_min_severity="OFF") as session:
+    with store.session() as session:
         modalities = sorted(
             check_modality_name(r["modality"])
             for r in session.execute_read(lambda tx: list(tx.run(_MODALITIES)))

@@ -118,6 +118,17 @@ class StoredNode:
     vectors: dict[str, tuple[Any, str]]
 
 
+class _Rows(list):
+    """Query rows whose ``repr`` is short.
+
+    neo4j-python-driver builds its DEBUG line for every RUN eagerly, ``repr`` of all parameters
+    included, even with DEBUG off: for a batch of vectors that string cost ~20% of a write.
+    """
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} rows>"
+
+
 def _quote(name: str) -> str:
     """Backtick-quote a name read from the database itself (never from input)."""
     return "`" + name.replace("`", "``") + "`"
@@ -152,16 +163,18 @@ class GraphStore:
         self.driver = driver
         self.database = database
 
-    def _session(self) -> neo4j.Session:
-        return self.driver.session(database=self.database)
+    def session(self) -> neo4j.Session:
+        """A session on the store's database."""
+        # Notifications such as "property key does not exist" are noise for mmgraph's queries.
+        return self.driver.session(database=self.database, notifications_min_severity="OFF")
 
     def _read(self, query: str, **params: Any) -> list[neo4j.Record]:
-        with self._session() as session:
+        with self.session() as session:
             return session.execute_read(lambda tx: list(tx.run(query, params)))
 
     def setup_schema(self) -> None:
         """Create the uid constraint and indexes (idempotent)."""
-        with self._session() as session:
+        with self.session() as session:
             for statement in SCHEMA_STATEMENTS:
                 session.run(statement).consume()
             session.run("CALL db.awaitIndexes(300)").consume()
@@ -172,7 +185,7 @@ class GraphStore:
         self, nodes: Sequence[NodeRow], relationships: Sequence[RelRow], run_id: str
     ) -> BatchResult:
         """Upsert nodes, then relationships, in one transaction: all of it lands or none."""
-        with self._session() as session:
+        with self.session() as session:
             return session.execute_write(_write_batch, nodes, relationships, run_id)
 
     # -- reads ------------------------------------------------------------------------------
@@ -237,7 +250,7 @@ class GraphStore:
 
     def start_run(self, run_id: str, source: str, **props: Any) -> None:
         """Record the start of an ingest run (status ``running``)."""
-        with self._session() as session:
+        with self.session() as session:
             session.execute_write(
                 lambda tx: tx.run(
                     "CREATE (r:IngestRun {id: $id, source: $source, started: $now, "
@@ -251,7 +264,7 @@ class GraphStore:
 
     def finish_run(self, run_id: str, status: str, counts: dict[str, int], **props: Any) -> None:
         """Record how an ingest run ended: its status and counts."""
-        with self._session() as session:
+        with self.session() as session:
             session.execute_write(
                 lambda tx: tx.run(
                     "MATCH (r:IngestRun {id: $id}) "
@@ -284,7 +297,8 @@ def _write_batch(
     for node in nodes:
         by_type[node.type].append({"uid": node.uid, "type": node.type, "props": node.properties()})
     for type_name, rows in by_type.items():
-        result = tx.run(_UPSERT_NODES % check_type_name(type_name), rows=rows, run_id=run_id)
+        query = _UPSERT_NODES % check_type_name(type_name)
+        result = tx.run(query, rows=_Rows(rows), run_id=run_id)
         conflicts = [(r["uid"], r["stored"]) for r in result]
         if conflicts:
             uid, stored = conflicts[0]
@@ -299,7 +313,8 @@ def _write_batch(
             {"src": rel.src, "dst": rel.dst, "weight": rel.weight, "props": rel.props}
         )
     for type_name, rows in rels_by_type.items():
-        result = tx.run(_UPSERT_RELS % check_type_name(type_name), rows=rows, run_id=run_id)
+        query = _UPSERT_RELS % check_type_name(type_name)
+        result = tx.run(query, rows=_Rows(rows), run_id=run_id)
         written = result.single(strict=True)["written"]
         if written != len(rows):
             raise MissingEndpointError(
