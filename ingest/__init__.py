@@ -1,0 +1,1 @@
+"""Ingestion: validate records, encode their modalities, upsert them into the graph store."""

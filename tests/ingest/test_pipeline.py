@@ -1,0 +1,343 @@
+"""Batch ingestion end to end against the real local Neo4j."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import neo4j
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmgraph.graph.export import export_heterodata
+from mmgraph.graph.local_neo4j import LocalNeo4j
+from mmgraph.graph.store import GraphStore, NodeRow, RelRow, _write_batch
+from mmgraph.ingest.pipeline import (
+    Encoders,
+    IngestError,
+    IngestOptions,
+    IngestResult,
+    ingest_files,
+)
+
+DIM = 8
+
+
+def _items(n: int, prefix: str = "p", type_name: str = "Product") -> list[dict]:
+    rng = np.random.default_rng(len(prefix) + n)
+    return [
+        {
+            "kind": "item",
+            "uid": f"{prefix}:{i}",
+            "type": type_name,
+            "text": f"product number {i}",
+            "vectors": {"clip": rng.standard_normal(DIM).round(4).tolist()},
+            "props": {"rank": i},
+        }
+        for i in range(n)
+    ]
+
+
+def _relations(n: int, prefix: str = "p") -> list[dict]:
+    return [
+        {
+            "kind": "relation",
+            "src": f"{prefix}:{i}",
+            "dst": f"{prefix}:{(i * 7 + 1) % n}",
+            "type": "BOUGHT_WITH",
+            "weight": 0.5,
+        }
+        for i in range(n)
+    ]
+
+
+def _jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def _options(tmp_path: Path, batch_size: int = 50) -> IngestOptions:
+    return IngestOptions(
+        quarantine_dir=tmp_path / "quarantine",
+        batch_size=batch_size,
+        encode_text=False,
+        encode_images=False,
+    )
+
+
+def _quarantine(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_ingesting_the_same_files_twice_changes_no_counts(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    items = _jsonl(tmp_path / "items.jsonl", _items(120))
+    csv = tmp_path / "more.csv"
+    pd.DataFrame(
+        [{"uid": "t:a", "type": "Tag", "text": "a tag", "props": json.dumps({"x": 1})}]
+        + [{"kind": "relation", "src": "p:1", "dst": "t:a", "type": "HAS_TAG", "weight": "2.5"}]
+    ).to_csv(csv, index=False)
+    parquet = tmp_path / "rels.parquet"
+    pd.DataFrame(_relations(120)).to_parquet(parquet)
+    paths = [items, csv, parquet]
+
+    first = ingest_files(store, paths, _options(tmp_path))
+    counts = store.counts().to_dict()
+    second = ingest_files(store, paths, _options(tmp_path))
+
+    assert first.status == second.status == "ok"
+    assert (first.nodes_written, first.relationships_written) == (121, 121)
+    assert (first.nodes_created, first.relationships_created) == (121, 121)
+    assert (second.nodes_created, second.relationships_created) == (0, 0)
+    assert (
+        store.counts().to_dict()
+        == counts
+        == {
+            "nodes": {"Product": 120, "Tag": 1},
+            "relationships": {"BOUGHT_WITH": 120, "HAS_TAG": 1},
+        }
+    )
+    assert store.relationships_of("p:1")[-1] == ("HAS_TAG", "t:a", 2.5)
+    runs = store.runs()
+    assert [r["status"] for r in runs] == ["ok", "ok"]
+    assert runs[0]["inputs"][0].startswith(f"{items} sha256:")
+
+
+def test_malformed_records_are_quarantined_and_good_ones_written(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    bad = [
+        {"kind": "item", "type": "Product", "text": "no uid"},
+        {"kind": "item", "uid": "bad:vec", "type": "Product", "vectors": {"clip": ["a", 1]}},
+        {"kind": "item", "uid": "bad:type", "type": "Item) DETACH DELETE n //"},
+        {"kind": "relation", "src": "p:0", "dst": "ghost:1", "type": "BOUGHT_WITH"},
+        {"kind": "relation", "src": "p:0", "dst": "p:1", "type": "bad type"},
+        {"kind": "item", "uid": "p:0", "type": "Tag"},
+    ]
+    path = tmp_path / "mixed.jsonl"
+    good = _items(10)
+    lines = [json.dumps(r) for r in good[:5]]
+    lines += [json.dumps(r) for r in bad]
+    lines.insert(3, "{not json")
+    lines += [json.dumps(r) for r in good[5:] + _relations(10)]
+    path.write_text("\n".join(lines) + "\n")
+
+    result = ingest_files(store, [path], _options(tmp_path, batch_size=4))
+
+    assert result.status == "partial"
+    assert (result.nodes_written, result.relationships_written, result.quarantined) == (10, 10, 7)
+    entries = _quarantine(result.quarantine_file)
+    reasons = {(e["record"], e["field"]) for e in entries}
+    assert reasons == {
+        (4, "<record>"),  # not JSON
+        (7, "uid"),
+        (8, "vectors.clip.0"),
+        (9, "type"),
+        (10, "dst"),
+        (11, "type"),
+        (12, "type"),  # p:0 is a Product earlier in the input
+    }
+    assert all(e["source"] == str(path) and e["message"] for e in entries)
+    assert "ghost:1" in next(e["message"] for e in entries if e["field"] == "dst")
+    assert store.counts().to_dict() == {
+        "nodes": {"Product": 10},
+        "relationships": {"BOUGHT_WITH": 10},
+    }
+    assert store.existing_types(["bad:vec", "bad:type", "ghost:1"]) == {}
+    assert store.get_node("p:0").type == "Product"
+    assert store.runs()[0]["quarantined"] == 7
+
+
+def test_type_clash_with_the_stored_graph_is_quarantined(store: GraphStore, tmp_path: Path) -> None:
+    store.write_batch([NodeRow("p:3", "Tag")], [], "earlier")
+    result = ingest_files(store, [_jsonl(tmp_path / "a.jsonl", _items(5))], _options(tmp_path))
+    assert (result.status, result.nodes_written, result.quarantined) == ("partial", 4, 1)
+    (entry,) = _quarantine(result.quarantine_file)
+    assert (entry["field"], entry["raw"]["uid"]) == ("type", "p:3")
+    assert "stored as a Tag" in entry["message"]
+
+
+def test_all_bad_input_fails_and_writes_nothing(store: GraphStore, tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "bad.jsonl", [{"kind": "item", "type": "Product"}])
+    result = ingest_files(store, [path], _options(tmp_path))
+    assert (result.status, result.nodes_written, result.quarantined) == ("failed", 0, 1)
+    assert store.counts().nodes == {}
+
+
+class _FailingStore(GraphStore):
+    """Makes the n-th write batch fail inside its transaction, after its rows were merged."""
+
+    def __init__(self, store: GraphStore, fail_at: int) -> None:
+        super().__init__(store.driver, store.database)
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def write_batch(self, nodes, relationships, run_id):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls != self.fail_at:
+            return super().write_batch(nodes, relationships, run_id)
+
+        def work(tx: neo4j.ManagedTransaction) -> None:
+            _write_batch(tx, nodes, relationships, run_id)
+            tx.run("RETURN 1 / 0").consume()
+
+        with self.session() as session:
+            return session.execute_write(work)
+
+
+def test_a_batch_failing_part_way_leaves_no_partial_writes(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    path = _jsonl(tmp_path / "items.jsonl", _items(100) + _relations(100))
+    failing = _FailingStore(store, fail_at=2)
+
+    with pytest.raises(IngestError) as raised:
+        ingest_files(failing, [path], _options(tmp_path, batch_size=40))
+
+    assert raised.value.result.status == "failed"
+    assert raised.value.result.nodes_written == 40
+    assert store.counts().to_dict() == {"nodes": {"Product": 40}, "relationships": {}}
+    assert store.existing_types([f"p:{i}" for i in range(40, 80)]) == {}
+    assert store.runs()[0]["status"] == "failed"
+
+    rerun = ingest_files(store, [path], _options(tmp_path, batch_size=40))
+    assert rerun.status == "ok"
+    assert store.counts().to_dict() == {
+        "nodes": {"Product": 100},
+        "relationships": {"BOUGHT_WITH": 100},
+    }
+
+
+def test_neo4j_killed_mid_ingest_then_rerun_equals_a_clean_run(
+    neo4j_server: LocalNeo4j, store: GraphStore, tmp_path: Path
+) -> None:
+    n = 3000
+    path = _jsonl(tmp_path / "big.jsonl", _items(n) + _relations(n))
+    options = _options(tmp_path, batch_size=100)
+    ingest_files(store, [path], options)
+    clean = store.counts().to_dict()
+    store.driver.execute_query("MATCH (n) DETACH DELETE n")
+
+    auth = (neo4j_server.user, neo4j_server.password)
+    errors: list[BaseException] = []
+    with neo4j.GraphDatabase.driver(
+        neo4j_server.uri, auth=auth, max_transaction_retry_time=1.0
+    ) as driver:
+        doomed = GraphStore(driver)
+
+        def run() -> None:
+            try:
+                ingest_files(doomed, [path], options)
+            except IngestError as e:
+                errors.append(e)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        while worker.is_alive() and sum(store.counts().nodes.values()) < 500:
+            threading.Event().wait(0.05)
+        neo4j_server.kill()
+        worker.join(timeout=120)
+    assert not worker.is_alive()
+    assert errors, "the ingest should have failed when Neo4j died"
+
+    neo4j_server.start()
+    with neo4j.GraphDatabase.driver(neo4j_server.uri, auth=auth) as driver:
+        recovered = GraphStore(driver)
+        partial = sum(recovered.counts().nodes.values())
+        assert 0 < partial < n
+        rerun = ingest_files(recovered, [path], options)
+        assert rerun.status == "ok"
+        assert recovered.counts().to_dict() == clean
+        statuses = sorted(r["status"] for r in recovered.runs())
+        assert statuses == ["ok", "running"]
+
+
+def test_export_round_trip_equals_what_was_ingested(store: GraphStore, tmp_path: Path) -> None:
+    items, relations = _items(30), _relations(30)
+    ingest_files(store, [_jsonl(tmp_path / "g.jsonl", items + relations)], _options(tmp_path))
+
+    exported = export_heterodata(store, page_size=7)
+    data, uids = exported.data, exported.uids["Product"]
+    assert data["Product"].num_nodes == 30
+    row = {uid: i for i, uid in enumerate(uids)}
+    expected = np.zeros((30, DIM), dtype=np.float32)
+    for item in items:
+        expected[row[item["uid"]]] = item["vectors"]["clip"]
+    np.testing.assert_array_equal(data["Product"].clip_x.numpy(), expected)
+    assert data["Product"].clip_mask.all()
+    edges = data["Product", "BOUGHT_WITH", "Product"]
+    got = sorted(
+        (uids[s], uids[d], w)
+        for s, d, w in zip(*edges.edge_index.tolist(), edges.edge_weight.tolist(), strict=True)
+    )
+    assert got == sorted((r["src"], r["dst"], r["weight"]) for r in relations)
+    assert exported.encoders["Product"] == {"clip": "clip@given"}
+
+
+def test_images_resolve_beside_the_file_and_bad_ones_are_quarantined(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    path = _jsonl(
+        tmp_path / "imgs.jsonl",
+        [
+            {"uid": "i:1", "type": "Photo", "image": "missing.png"},
+            {"uid": "i:2", "type": "Photo", "image": "data:image/png;base64,@@@"},
+            {"uid": "i:3", "type": "Photo", "text": "fine"},
+        ],
+    )
+    result = ingest_files(store, [path], _options(tmp_path))
+    assert (result.nodes_written, result.quarantined) == (1, 2)
+    assert {e["field"] for e in _quarantine(result.quarantine_file)} == {"image"}
+    assert store.get_node("i:3").props["text"] == "fine"
+
+
+def test_relation_rows_use_the_store_for_endpoints(store: GraphStore, tmp_path: Path) -> None:
+    store.write_batch([NodeRow("a:1", "A"), NodeRow("b:1", "B")], [], "earlier")
+    path = _jsonl(tmp_path / "r.jsonl", [{"src": "a:1", "dst": "b:1", "type": "LINKS"}])
+    result = ingest_files(store, [path], _options(tmp_path))
+    assert (result.status, result.relationships_written) == ("ok", 1)
+    assert store.relationships_of("a:1") == [("LINKS", "b:1", 1.0)]
+    store.write_batch([], [RelRow("a:1", "b:1", "LINKS", 3.0)], "later")
+    assert store.relationships_of("a:1") == [("LINKS", "b:1", 3.0)]
+
+
+@pytest.fixture(scope="module")
+def encoders() -> Encoders:
+    return Encoders()
+
+
+def test_unchanged_text_is_not_encoded_again_and_stale_vectors_go(
+    store: GraphStore, tmp_path: Path, encoders: Encoders
+) -> None:
+    def run(texts: list[str], encode: bool) -> IngestResult:
+        path = _jsonl(
+            tmp_path / "t.jsonl",
+            [{"uid": f"d:{i}", "type": "Doc", "text": t} for i, t in enumerate(texts)],
+        )
+        options = IngestOptions(quarantine_dir=tmp_path, encode_text=encode, encode_images=False)
+        return ingest_files(store, [path], options, encoders)
+
+    first = run(["a red apple", "a blue car"], encode=True)
+    assert "encode_text" in first.timings
+    before = store.get_nodes(["d:0", "d:1"])
+
+    again = run(["a red apple", "a blue car"], encode=True)
+    assert "encode_text" not in again.timings
+    same = store.get_nodes(["d:0", "d:1"])
+    for uid in ("d:0", "d:1"):
+        np.testing.assert_array_equal(same[uid].vectors["text"][0], before[uid].vectors["text"][0])
+
+    changed = run(["a red apple", "a green bicycle"], encode=True)
+    assert "encode_text" in changed.timings
+    after = store.get_nodes(["d:0", "d:1"])
+    assert not np.array_equal(after["d:1"].vectors["text"][0], before["d:1"].vectors["text"][0])
+    np.testing.assert_array_equal(after["d:0"].vectors["text"][0], before["d:0"].vectors["text"][0])
+
+    run(["a red apple", "no longer a bicycle"], encode=False)
+    stale = store.get_nodes(["d:0", "d:1"])
+    assert "text" in stale["d:0"].vectors
+    assert "text" not in stale["d:1"].vectors
+    assert stale["d:1"].props["text"] == "no longer a bicycle"

@@ -1,0 +1,63 @@
+"""Batch file readers: same records from JSONL, CSV and Parquet; bad rows become errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mmgraph.ingest.readers import UnsupportedFileError, read_records
+from mmgraph.ingest.records import Location, RecordError
+
+ROWS = [
+    {
+        "kind": "item",
+        "uid": "e:1",
+        "type": "Emoji",
+        "text": "grin",
+        "vectors": {"clip": [0.5, 1.0]},
+        "props": {"n": 1},
+    },
+    {"kind": "relation", "src": "e:1", "dst": "e:1", "type": "SAME", "weight": 2.0},
+]
+
+
+def _flat(rows: list[dict]) -> list[dict]:
+    return [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in r.items()} for r in rows]
+
+
+def test_the_three_formats_give_the_same_records(tmp_path: Path) -> None:
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n\n")
+    csv = tmp_path / "a.csv"
+    pd.DataFrame(_flat(ROWS)).to_csv(csv, index=False)
+    parquet = tmp_path / "a.parquet"
+    pd.DataFrame(_flat(ROWS)).to_parquet(parquet)
+
+    for path in (jsonl, csv, parquet):
+        records = list(read_records(path))
+        assert [loc for loc, _ in records] == [Location(str(path), 1), Location(str(path), 2)]
+        assert [raw for _, raw in records] == ROWS, path.suffix
+
+
+def test_bad_rows_come_out_as_errors_in_place(tmp_path: Path) -> None:
+    jsonl = tmp_path / "b.jsonl"
+    jsonl.write_text('{"uid": "a", "type": "A"}\n{oops\n')
+    (_, first), (loc, second) = read_records(jsonl)
+    assert first == {"uid": "a", "type": "A"}
+    assert isinstance(second, RecordError) and loc.number == 2 and "not valid JSON" in str(second)
+
+    csv = tmp_path / "b.csv"
+    csv.write_text('uid,type,props,weight\na,A,"{bad",\nb,B,,x\n')
+    (_, props_error), (_, weight_error) = read_records(csv)
+    assert isinstance(props_error, RecordError) and props_error.field == "props"
+    assert isinstance(weight_error, RecordError) and weight_error.field == "weight"
+
+
+def test_unknown_suffix_and_missing_file_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedFileError, match=".xml"):
+        list(read_records(tmp_path / "a.xml"))
+    with pytest.raises(FileNotFoundError):
+        list(read_records(tmp_path / "missing.jsonl"))
