@@ -1,0 +1,44 @@
+# The two commands: `make run` (the main job end to end on the local defaults) and `make test`.
+# Both install what they need into a venv cached outside the clone (MMGRAPH_CACHE, default
+# ~/.cache/mmgraph), so repeated runs are fast and a fresh machine needs nothing by hand.
+
+PYTHON ?= python3
+CACHE ?= $(or $(MMGRAPH_CACHE),$(HOME)/.cache/mmgraph)
+VENV ?= $(CACHE)/venv
+UV := $(CACHE)/uv-tool/bin/uv
+export UV_CACHE_DIR ?= $(CACHE)/uv
+export MMGRAPH_CACHE := $(CACHE)
+MMGRAPH := $(VENV)/bin/mmgraph
+
+.PHONY: venv run test lint bench
+
+$(UV):
+	$(PYTHON) -m venv $(CACHE)/uv-tool
+	$(CACHE)/uv-tool/bin/pip install --quiet uv
+
+venv: $(UV)
+	test -x $(VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[dev]"
+
+# Start the local Neo4j (unless NEO4J_URI names a server), fetch and ingest the emoji graph
+# with the text and image encoders, print the graph's counts, and stop what it started.
+run: venv
+	@started=0; \
+	if [ -z "$$NEO4J_URI" ] && ! $(MMGRAPH) neo4j status --json | grep -q '"running": true'; then \
+		$(MMGRAPH) neo4j start && started=1 || exit 1; \
+	fi; \
+	$(MMGRAPH) datasets fetch emoji && $(MMGRAPH) ingest --dataset emoji; status=$$?; \
+	$(MMGRAPH) stats; \
+	if [ $$started = 1 ]; then $(MMGRAPH) neo4j stop; fi; \
+	exit $$status
+
+test: venv lint
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: venv
+	$(VENV)/bin/python bench/ingest.py
+	$(VENV)/bin/python bench/encoders.py

@@ -1,0 +1,169 @@
+"""Throughput of the modality encoders at batch 64 (a benchmark, not a test).
+
+Text: sentences/s of all-MiniLM-L6-v2 on short synthetic sentences. Images: images/s of
+EfficientNet-Lite0 through onnxruntime (the encoder's path) and eager torch (the exporter), on
+64 px PNGs drawn here or read from ``--images DIR``; the ONNX export is timed into a temporary
+cache, as on a first run. Numbers: rows/s of fit + encode. Runs on the CPU, and on CUDA when torch
+sees a GPU. Prints a table and writes ``bench/results/encoders.json``.
+
+    python bench/encoders.py [--sentences 2048] [--images-count 512] [--images DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from mmgraph.ingest.encoders import ImageEncoder, NumericEncoder, TextEncoder
+
+RESULTS = Path(__file__).parent / "results" / "encoders.json"
+BATCH = 64
+
+SUBJECTS = ["A man", "The old dog", "Two children", "A chef", "My neighbour", "The orchestra"]
+VERBS = ["is playing", "cooks", "paints", "repairs", "watches", "sells"]
+OBJECTS = ["a guitar", "fresh pasta", "the red fence", "an old bicycle", "the sunset", "vegetables"]
+PLACES = ["in the park", "at the market", "on the beach", "in a small kitchen", "after work", ""]
+
+
+def sentences(n: int) -> list[str]:
+    """Short, varied synthetic sentences (5-10 words)."""
+    rng = np.random.default_rng(0)
+    parts = (SUBJECTS, VERBS, OBJECTS, PLACES)
+    return [" ".join(p[rng.integers(len(p))] for p in parts).strip() + "." for _ in range(n)]
+
+
+def drawn_pngs(n: int, size: int = 64) -> list[bytes]:
+    """``n`` small RGBA PNGs of random shapes on a transparent background, emoji-like."""
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(img)
+        for _ in range(3):
+            (x0, x1), (y0, y1) = np.sort(rng.integers(0, size, (2, 2)), axis=1).tolist()
+            draw.ellipse((x0, y0, x1, y1), fill=tuple(rng.integers(0, 256, 4).tolist()))
+        data = io.BytesIO()
+        img.save(data, format="PNG")
+        out.append(data.getvalue())
+    return out
+
+
+def image_files(directory: Path, n: int) -> list[bytes]:
+    paths = sorted(p for p in directory.rglob("*") if p.suffix.lower() in {".png", ".jpg"})
+    if not paths:
+        raise SystemExit(f"no .png or .jpg files under {directory}")
+    return [path.read_bytes() for path in (paths * (n // len(paths) + 1))[:n]]
+
+
+def rate(
+    encode: Callable[..., np.ndarray], inputs: list, repeats: int, warmup: int = BATCH
+) -> float:
+    """Items per second of ``encode`` over ``inputs`` at batch 64: the best of ``repeats`` runs
+    after a warm-up batch (the best, as other work on the machine only slows a run down)."""
+    encode(inputs[:warmup], batch_size=BATCH)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        encode(inputs, batch_size=BATCH)
+        best = min(best, time.perf_counter() - started)
+    return len(inputs) / best
+
+
+def bench_device(
+    device: str, texts: list[str], images: list[bytes], eager_n: int, repeats: int
+) -> dict:
+    figures: dict[str, float] = {}
+    text = TextEncoder(device=device)
+    text.load()
+    figures["text_load_s"] = text.load_seconds
+    figures["text_sentences_per_s"] = rate(text.encode, texts, repeats)
+
+    with tempfile.TemporaryDirectory() as cache:
+        image = ImageEncoder(device=device, backend="onnx", cache_dir=Path(cache))
+        image.load()
+        figures["image_onnx_export_s"] = image.export_seconds
+        figures["image_onnx_load_s"] = image.load_seconds - image.export_seconds
+        figures["image_onnx_per_s"] = rate(image.encode, images, repeats)
+
+    eager = ImageEncoder(device=device, backend="torch")
+    eager.load()
+    figures["image_eager_load_s"] = eager.load_seconds
+    figures["image_eager_per_s"] = rate(eager.encode, images[:eager_n], 1, warmup=8)
+
+    started = time.perf_counter()
+    for data in images:
+        image.decode(data)
+    figures["image_decode_per_s"] = len(images) / (time.perf_counter() - started)
+    return figures
+
+
+def bench_numeric(n: int) -> float:
+    rng = np.random.default_rng(0)
+    names = [f"x{i}" for i in range(8)]
+    rows = [
+        {k: float(v) for k, v in zip(names, r, strict=True) if v > -1.5}
+        for r in rng.standard_normal((n, len(names)))
+    ]
+    started = time.perf_counter()
+    NumericEncoder().fit(rows).encode(rows)
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=2048)
+    parser.add_argument("--images-count", type=int, default=512)
+    parser.add_argument("--eager-count", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=Path, help="a folder of PNG/JPEG files to encode")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    texts = sentences(args.sentences)
+    images = (
+        image_files(args.images, args.images_count)
+        if args.images
+        else drawn_pngs(args.images_count)
+    )
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    load_before = os.getloadavg()[0]
+    by_device = {
+        device: bench_device(device, texts, images, args.eager_count, args.repeats)
+        for device in devices
+    }
+    figures = {
+        "batch": BATCH,
+        "sentences": len(texts),
+        "images": len(images),
+        "image_source": str(args.images) if args.images else "drawn 64 px RGBA PNGs",
+        "numeric_rows_per_s": bench_numeric(100_000),
+        "devices": by_device,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
+        "machine": f"{platform.node()} {platform.machine()}",
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+    print(f"{'measure':<26}" + "".join(f"{d:>12}" for d in devices))
+    for key in by_device["cpu"]:
+        print(f"{key:<26}" + "".join(f"{by_device[d][key]:>12,.1f}" for d in devices))
+    print(f"{'numeric_rows_per_s':<26}{figures['numeric_rows_per_s']:>12,.0f}")
+    print(f"{'load average before/after':<26}{load_before:>12.2f}{os.getloadavg()[0]:>12.2f}")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

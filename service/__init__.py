@@ -1,0 +1,1 @@
+"""The service layer: the ``mmgraph`` CLI now; the gRPC service follows."""

@@ -1,0 +1,248 @@
+"""``mmgraph``: the command line for people (and scripts: every report has ``--json``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from neo4j.exceptions import AuthError, ServiceUnavailable
+from rich.console import Console
+from rich.table import Table
+
+from mmgraph.graph.config import Settings
+from mmgraph.graph.connection import ConfigurationError, open_store
+from mmgraph.graph.local_neo4j import (
+    LocalNeo4j,
+    LocalNeo4jError,
+    running_server,
+    stop_running_server,
+)
+from mmgraph.graph.store import StoreError
+from mmgraph.ingest.datasets import (
+    DATASETS,
+    Dataset,
+    DatasetError,
+    UnknownDatasetError,
+    get_dataset,
+)
+from mmgraph.ingest.pipeline import IngestError, IngestOptions, IngestResult, ingest, ingest_files
+from mmgraph.ingest.readers import UnsupportedFileError
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
+neo4j_app = typer.Typer(help="The local Neo4j (used when NEO4J_URI is unset).")
+datasets_app = typer.Typer(help="Real public datasets that ship in registry packages.")
+app.add_typer(neo4j_app, name="neo4j")
+app.add_typer(datasets_app, name="datasets")
+
+console = Console(stderr=True)
+# Errors a person can act on: printed as one line, exit code 1, no traceback.
+USER_ERRORS = (
+    AuthError,
+    ConfigurationError,
+    DatasetError,
+    FileNotFoundError,
+    LocalNeo4jError,
+    ServiceUnavailable,
+    StoreError,
+    UnsupportedFileError,
+)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON object for programs.")]
+EXIT_PARTIAL = 3
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def _fail(error: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {error}")
+    return typer.Exit(1)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+) -> None:
+    """mmgraph: multimodal items and their relations as a graph in Neo4j."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command("ingest")
+def ingest_command(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="JSONL, CSV or Parquet files of records.")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help=f"Ingest a dataset by name: {', '.join(DATASETS)}.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Records per write transaction.")] = 2000,
+    text: Annotated[bool, typer.Option(help="Encode the text modality.")] = True,
+    images: Annotated[bool, typer.Option(help="Encode the image modality.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate, encode and write records as one audited run; bad records go to quarantine.
+
+    Exit code: 0 ok, 3 partial (some records quarantined), 1 failed.
+    """
+    if bool(paths) == bool(dataset):
+        raise typer.BadParameter("give either PATHS or --dataset, not both or neither")
+    settings = Settings.from_env()
+    options = IngestOptions(
+        quarantine_dir=settings.home / "quarantine",
+        batch_size=batch_size,
+        encode_text=text,
+        encode_images=images,
+    )
+    try:
+        with open_store(settings) as store:
+            if dataset:
+                spec = _dataset(dataset)
+                root = spec.fetch(settings.cache)
+                result = ingest(store, spec.records(root), f"dataset:{dataset}", options)
+            else:
+                result = ingest_files(store, paths or [], options)
+    except IngestError as e:
+        result = e.result
+        console.print(f"[red]error:[/red] {e}")
+    except USER_ERRORS as e:
+        raise _fail(e) from e
+    _report_ingest(result, as_json)
+    if result.status == "failed":
+        raise typer.Exit(1)
+    if result.status == "partial":
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _dataset(name: str) -> Dataset:
+    try:
+        return get_dataset(name)
+    except UnknownDatasetError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+def _report_ingest(result: IngestResult, as_json: bool) -> None:
+    if as_json:
+        _emit(result.to_json())
+        return
+    table = Table(title=f"ingest run {result.run_id}: {result.status}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key, value in result.counts().items():
+        table.add_row(key, str(value))
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    for step, seconds in result.timings.items():
+        table.add_row(f"  {step} (s)", f"{seconds:.1f}")
+    Console().print(table)
+    if result.quarantine_file:
+        console.print(f"quarantined records: {result.quarantine_file}")
+
+
+@app.command()
+def stats(as_json: JsonOption = False) -> None:
+    """Nodes by type label and relationships by type."""
+    try:
+        with open_store(Settings.from_env()) as store:
+            counts = store.counts()
+    except USER_ERRORS as e:
+        raise _fail(e) from e
+    if as_json:
+        _emit(counts.to_dict())
+        return
+    table = Table(title="graph")
+    table.add_column("kind")
+    table.add_column("type")
+    table.add_column("count", justify="right")
+    for label, n in counts.nodes.items():
+        table.add_row("node", label, str(n))
+    for rel_type, n in counts.relationships.items():
+        table.add_row("relationship", rel_type, str(n))
+    Console().print(table)
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """The audit trail of ingest runs."""
+    try:
+        with open_store(Settings.from_env()) as store:
+            rows = store.runs(limit)
+    except USER_ERRORS as e:
+        raise _fail(e) from e
+    if as_json:
+        _emit({"runs": rows})
+        return
+    columns = ("id", "status", "source", "nodes_written", "relationships_written", "quarantined")
+    table = Table(*columns, title="ingest runs")
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    Console().print(table)
+
+
+@neo4j_app.command("start")
+def neo4j_start(as_json: JsonOption = False) -> None:
+    """Start the local Neo4j in the background (it keeps running after this command)."""
+    settings = Settings.from_env()
+    try:
+        server = running_server(settings.home)
+        if server is None:
+            local = LocalNeo4j.from_settings(settings)
+            local.start(detach=True)
+            server = running_server(settings.home)
+    except LocalNeo4jError as e:
+        raise _fail(e) from e
+    _report_server(settings, server, as_json)
+
+
+@neo4j_app.command("stop")
+def neo4j_stop(as_json: JsonOption = False) -> None:
+    """Stop the local Neo4j started by ``mmgraph neo4j start``."""
+    settings = Settings.from_env()
+    try:
+        stopped = stop_running_server(settings.home)
+    except LocalNeo4jError as e:
+        raise _fail(e) from e
+    if as_json:
+        _emit({"stopped": stopped})
+    else:
+        console.print("stopped" if stopped else "no local Neo4j was running")
+
+
+@neo4j_app.command("status")
+def neo4j_status(as_json: JsonOption = False) -> None:
+    """Whether the local Neo4j runs, and where."""
+    settings = Settings.from_env()
+    _report_server(settings, running_server(settings.home), as_json)
+
+
+def _report_server(settings: Settings, server: Any, as_json: bool) -> None:
+    payload = {
+        "running": server is not None,
+        "uri": server.uri if server else None,
+        "pid": server.pid if server else None,
+        "home": str(settings.home),
+    }
+    if as_json:
+        _emit(payload)
+    elif server is None:
+        console.print(f"no local Neo4j runs for {settings.home}")
+    else:
+        console.print(f"local Neo4j runs at {server.uri} (pid {server.pid}), home {settings.home}")
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
+    """Fetch a dataset's packages into the cache (once; later calls return at once)."""
+    spec = _dataset(name)
+    try:
+        root = spec.fetch(Settings.from_env().cache)
+    except DatasetError as e:
+        raise _fail(e) from e
+    typer.echo(str(root))
