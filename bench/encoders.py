@@ -4,9 +4,12 @@ Text: sentences/s of all-MiniLM-L6-v2 on short synthetic sentences. Images: imag
 EfficientNet-Lite0 through onnxruntime (the encoder's path) and eager torch (the exporter), on
 64 px PNGs drawn here or read from ``--images DIR``; the ONNX export is timed into a temporary
 cache, as on a first run. Numbers: rows/s of fit + encode. Runs on the CPU, and on CUDA when torch
-sees a GPU. Prints a table and writes ``bench/results/encoders.json``.
+sees a GPU. With ``--emoji``, also the full emoji ingest (both encoders on) into a local Neo4j
+under a temporary home, split into fetch (into an empty cache folder; npm's own cache may be
+warm), model load, validate, prepare (read + decode images), encode and write. Prints a table
+and writes ``bench/results/encoders.json``.
 
-    python bench/encoders.py [--sentences 2048] [--images-count 512] [--images DIR]
+    python bench/encoders.py [--sentences 2048] [--images-count 512] [--images DIR] [--emoji]
 """
 
 from __future__ import annotations
@@ -22,11 +25,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import neo4j
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from mmgraph.graph.config import Settings
+from mmgraph.graph.local_neo4j import LocalNeo4j
+from mmgraph.graph.store import GraphStore
+from mmgraph.ingest.datasets import EMOJI
 from mmgraph.ingest.encoders import ImageEncoder, NumericEncoder, TextEncoder
+from mmgraph.ingest.pipeline import Encoders, IngestOptions, ingest
 
 RESULTS = Path(__file__).parent / "results" / "encoders.json"
 BATCH = 64
@@ -121,6 +130,33 @@ def bench_numeric(n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+def bench_emoji_ingest() -> dict[str, float]:
+    """Seconds of each step of ingesting the emoji graph from nothing into a fresh Neo4j."""
+    settings = Settings.from_env()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        root = EMOJI.fetch(Path(tmp) / "cache")
+        steps = {"fetch": time.perf_counter() - t0}
+        encoders = Encoders()
+        t0 = time.perf_counter()
+        encoders.text_encoder().load()
+        encoders.image_encoder().load()
+        steps["load_models"] = time.perf_counter() - t0
+        home = settings.model_copy(update={"home": Path(tmp) / "home"})
+        with (
+            LocalNeo4j.from_settings(home) as server,
+            neo4j.GraphDatabase.driver(server.uri, auth=(server.user, server.password)) as driver,
+        ):
+            options = IngestOptions(quarantine_dir=Path(tmp) / "quarantine")
+            records = EMOJI.records(root)
+            result = ingest(GraphStore(driver), records, "dataset:emoji", options, encoders)
+        steps.update(result.timings)
+        steps["ingest_total"] = result.seconds
+        steps["nodes"] = result.nodes_written
+        steps["relationships"] = result.relationships_written
+    return steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=2048)
@@ -128,6 +164,7 @@ def main() -> None:
     parser.add_argument("--eager-count", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=Path, help="a folder of PNG/JPEG files to encode")
+    parser.add_argument("--emoji", action="store_true", help="also time the full emoji ingest")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -161,6 +198,11 @@ def main() -> None:
         print(f"{key:<26}" + "".join(f"{by_device[d][key]:>12,.1f}" for d in devices))
     print(f"{'numeric_rows_per_s':<26}{figures['numeric_rows_per_s']:>12,.0f}")
     print(f"{'load average before/after':<26}{load_before:>12.2f}{os.getloadavg()[0]:>12.2f}")
+    if args.emoji:
+        figures["emoji_ingest_seconds"] = bench_emoji_ingest()
+        print(f"\n{'emoji ingest step':<26}{'seconds':>12}")
+        for step, seconds in figures["emoji_ingest_seconds"].items():
+            print(f"{step:<26}{seconds:>12,.1f}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2))
 

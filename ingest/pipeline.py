@@ -331,6 +331,7 @@ def _encode(
     Text and images whose stored vector came from the same input and encoder are not encoded
     again, so re-running an input costs writes, not model time.
     """
+    t0 = time.perf_counter()
     kept: list[Item] = []
     images: dict[int, np.ndarray] = {}
     props: list[dict[str, Any]] = []
@@ -357,6 +358,7 @@ def _encode(
                     continue
         kept.append(item)
         props.append(row_props)
+    _add_time(timings, "prepare", t0)
 
     vectors: list[dict[str, tuple[np.ndarray, str]]] = [
         {

@@ -238,11 +238,32 @@ def _report_server(settings: Settings, server: Any, as_json: bool) -> None:
 
 
 @datasets_app.command("fetch")
-def datasets_fetch(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
+def datasets_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset name.")], as_json: JsonOption = False
+) -> None:
     """Fetch a dataset's packages into the cache (once; later calls return at once)."""
     spec = _dataset(name)
     try:
         root = spec.fetch(Settings.from_env().cache)
     except DatasetError as e:
         raise _fail(e) from e
-    typer.echo(str(root))
+    if as_json:
+        _emit({"dataset": name, "root": str(root)})
+    else:
+        typer.echo(str(root))
+
+
+@datasets_app.command("list")
+def datasets_list(as_json: JsonOption = False) -> None:
+    """The datasets mmgraph can fetch and ingest by name."""
+    rows = [
+        {"name": d.name, "description": d.description, "license": d.license}
+        for d in DATASETS.values()
+    ]
+    if as_json:
+        _emit({"datasets": rows})
+        return
+    table = Table("name", "description", "license", title="datasets")
+    for row in rows:
+        table.add_row(row["name"], row["description"], row["license"])
+    Console().print(table)
