@@ -123,6 +123,7 @@ def main() -> None:
         "nodes_per_s": args.nodes / nodes_s,
         "relationships_per_s": args.rels / rels_s,
         "export_nodes_per_s": args.nodes / export_s,
+        "export_relationships_per_s": exported_edges / export_s,
         "export_seconds": export_s,
         "per_row_merge_nodes_per_s": args.baseline / baseline_s,
         "neo4j_heap": settings.neo4j_heap,
@@ -134,6 +135,7 @@ def main() -> None:
         "nodes_per_s",
         "relationships_per_s",
         "export_nodes_per_s",
+        "export_relationships_per_s",
         "per_row_merge_nodes_per_s",
     ):
         print(f"{key:<34}{figures[key]:>14,.0f}")
