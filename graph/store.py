@@ -172,6 +172,10 @@ class GraphStore:
         with self.session() as session:
             return session.execute_read(lambda tx: list(tx.run(query, params)))
 
+    def _write(self, query: str, **params: Any) -> None:
+        with self.session() as session:
+            session.execute_write(lambda tx: tx.run(query, params).consume())
+
     def setup_schema(self) -> None:
         """Create the uid constraint and indexes (idempotent)."""
         with self.session() as session:
@@ -250,32 +254,26 @@ class GraphStore:
 
     def start_run(self, run_id: str, source: str, **props: Any) -> None:
         """Record the start of an ingest run (status ``running``)."""
-        with self.session() as session:
-            session.execute_write(
-                lambda tx: tx.run(
-                    "CREATE (r:IngestRun {id: $id, source: $source, started: $now, "
-                    "status: 'running'}) SET r += $props",
-                    id=run_id,
-                    source=source,
-                    now=datetime.now(UTC),
-                    props=props,
-                ).consume()
-            )
+        self._write(
+            "CREATE (r:IngestRun {id: $id, source: $source, started: $now, status: 'running'}) "
+            "SET r += $props",
+            id=run_id,
+            source=source,
+            now=datetime.now(UTC),
+            props=props,
+        )
 
     def finish_run(self, run_id: str, status: str, counts: dict[str, int], **props: Any) -> None:
         """Record how an ingest run ended: its status and counts."""
-        with self.session() as session:
-            session.execute_write(
-                lambda tx: tx.run(
-                    "MATCH (r:IngestRun {id: $id}) "
-                    "SET r.status = $status, r.finished = $now, r += $counts, r += $props",
-                    id=run_id,
-                    status=status,
-                    now=datetime.now(UTC),
-                    counts=counts,
-                    props=props,
-                ).consume()
-            )
+        self._write(
+            "MATCH (r:IngestRun {id: $id}) "
+            "SET r.status = $status, r.finished = $now, r += $counts, r += $props",
+            id=run_id,
+            status=status,
+            now=datetime.now(UTC),
+            counts=counts,
+            props=props,
+        )
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The most recent ingest runs, newest first, as plain dicts."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,9 +59,14 @@ def _emit(payload: dict[str, Any]) -> None:
     typer.echo(json.dumps(payload, indent=2, default=str))
 
 
-def _fail(error: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {error}")
-    return typer.Exit(1)
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn an error a person can act on into one printed line and exit code 1."""
+    try:
+        yield
+    except USER_ERRORS as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
 
 
 @app.callback()
@@ -99,19 +106,18 @@ def ingest_command(
         encode_text=text,
         encode_images=images,
     )
-    try:
-        with open_store(settings) as store:
-            if dataset:
-                spec = _dataset(dataset)
-                root = spec.fetch(settings.cache)
-                result = ingest(store, spec.records(root), f"dataset:{dataset}", options)
-            else:
-                result = ingest_files(store, paths or [], options)
-    except IngestError as e:
-        result = e.result
-        console.print(f"[red]error:[/red] {e}")
-    except USER_ERRORS as e:
-        raise _fail(e) from e
+    with _user_errors():
+        try:
+            with open_store(settings) as store:
+                if dataset:
+                    spec = _dataset(dataset)
+                    root = spec.fetch(settings.cache)
+                    result = ingest(store, spec.records(root), f"dataset:{dataset}", options)
+                else:
+                    result = ingest_files(store, paths or [], options)
+        except IngestError as e:
+            result = e.result
+            console.print(f"[red]error:[/red] {e}")
     _report_ingest(result, as_json)
     if result.status == "failed":
         raise typer.Exit(1)
@@ -146,11 +152,8 @@ def _report_ingest(result: IngestResult, as_json: bool) -> None:
 @app.command()
 def stats(as_json: JsonOption = False) -> None:
     """Nodes by type label and relationships by type."""
-    try:
-        with open_store(Settings.from_env()) as store:
-            counts = store.counts()
-    except USER_ERRORS as e:
-        raise _fail(e) from e
+    with _user_errors(), open_store(Settings.from_env()) as store:
+        counts = store.counts()
     if as_json:
         _emit(counts.to_dict())
         return
@@ -171,11 +174,8 @@ def runs(
     as_json: JsonOption = False,
 ) -> None:
     """The audit trail of ingest runs."""
-    try:
-        with open_store(Settings.from_env()) as store:
-            rows = store.runs(limit)
-    except USER_ERRORS as e:
-        raise _fail(e) from e
+    with _user_errors(), open_store(Settings.from_env()) as store:
+        rows = store.runs(limit)
     if as_json:
         _emit({"runs": rows})
         return
@@ -190,14 +190,11 @@ def runs(
 def neo4j_start(as_json: JsonOption = False) -> None:
     """Start the local Neo4j in the background (it keeps running after this command)."""
     settings = Settings.from_env()
-    try:
+    with _user_errors():
         server = running_server(settings.home)
         if server is None:
-            local = LocalNeo4j.from_settings(settings)
-            local.start(detach=True)
+            LocalNeo4j.from_settings(settings).start(detach=True)
             server = running_server(settings.home)
-    except LocalNeo4jError as e:
-        raise _fail(e) from e
     _report_server(settings, server, as_json)
 
 
@@ -205,10 +202,8 @@ def neo4j_start(as_json: JsonOption = False) -> None:
 def neo4j_stop(as_json: JsonOption = False) -> None:
     """Stop the local Neo4j started by ``mmgraph neo4j start``."""
     settings = Settings.from_env()
-    try:
+    with _user_errors():
         stopped = stop_running_server(settings.home)
-    except LocalNeo4jError as e:
-        raise _fail(e) from e
     if as_json:
         _emit({"stopped": stopped})
     else:
@@ -243,10 +238,8 @@ def datasets_fetch(
 ) -> None:
     """Fetch a dataset's packages into the cache (once; later calls return at once)."""
     spec = _dataset(name)
-    try:
+    with _user_errors():
         root = spec.fetch(Settings.from_env().cache)
-    except DatasetError as e:
-        raise _fail(e) from e
     if as_json:
         _emit({"dataset": name, "root": str(root)})
     else:
