@@ -14,15 +14,18 @@ PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 ENTITY_LABEL = "Entity"
 RUN_LABEL = "IngestRun"
+STATE_LABEL = "EncoderState"
 # Modalities the encoders fill; precomputed vectors must use other names.
 ENCODED_MODALITIES = ("text", "image", "num")
 # Node properties written by mmgraph itself, which free properties may not overwrite.
 RESERVED_PROPERTIES = frozenset({"uid", "type", "text", "image_ref", "image_path", "source", "emb"})
-RESERVED_LABELS = frozenset({ENTITY_LABEL, RUN_LABEL, "Model"})
+RESERVED_LABELS = frozenset({ENTITY_LABEL, RUN_LABEL, STATE_LABEL, "Model"})
 
 SCHEMA_STATEMENTS = (
     "CREATE CONSTRAINT entity_uid IF NOT EXISTS FOR (n:Entity) REQUIRE n.uid IS UNIQUE",
     "CREATE CONSTRAINT ingest_run_id IF NOT EXISTS FOR (r:IngestRun) REQUIRE r.id IS UNIQUE",
+    "CREATE CONSTRAINT encoder_state_key IF NOT EXISTS "
+    "FOR (s:EncoderState) REQUIRE s.key IS UNIQUE",
     "CREATE INDEX entity_type IF NOT EXISTS FOR (n:Entity) ON (n.type)",
 )
 

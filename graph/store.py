@@ -250,6 +250,22 @@ class GraphStore:
                 relationships[name] = n
         return GraphCounts(dict(sorted(nodes.items())), dict(sorted(relationships.items())))
 
+    # -- state kept with the graph ----------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        """A value stored with :meth:`put_state`, or ``None``."""
+        records = self._read("MATCH (s:EncoderState {key: $key}) RETURN s.value AS v", key=key)
+        return records[0]["v"] if records else None
+
+    def put_state(self, key: str, value: str) -> None:
+        """Keep ``value`` (e.g. a fitted encoder as JSON) with the graph, under ``key``."""
+        self._write(
+            "MERGE (s:EncoderState {key: $key}) SET s.value = $value, s.updated = $now",
+            key=key,
+            value=value,
+            now=datetime.now(UTC),
+        )
+
     # -- the ingest audit trail -------------------------------------------------------------
 
     def start_run(self, run_id: str, source: str, **props: Any) -> None:

@@ -268,7 +268,7 @@ def _write_items(
     quarantine: _Quarantine,
     result: IngestResult,
 ) -> None:
-    numeric = _fit_numeric([item for _, item, _ in items])
+    numeric = _numeric_encoders(store, [item for _, item, _ in items])
     for batch in batched(items, options.batch_size):
         states = store.node_states(item.uid for _, item, _ in batch)
         good = []
@@ -426,16 +426,33 @@ def _encode_into(
     _add_time(timings, f"encode_{modality}", t0)
 
 
-def _fit_numeric(items: list[Item]) -> dict[str, NumericEncoder]:
-    """One standardiser per node type, fitted on this input's numbers of that type."""
+def _numeric_encoders(store: GraphStore, items: list[Item]) -> dict[str, NumericEncoder]:
+    """One standardiser per node type: the one kept with the graph, else fitted on this input.
+
+    Keeping the first fit makes every later run's ``num`` vectors share its tag, so one type's
+    numbers are never split between encoders; names it was not fitted on are ignored (logged).
+    """
     by_type: dict[str, list[dict[str, float]]] = {}
     for item in items:
         if item.numbers:
             by_type.setdefault(item.type, []).append(item.numbers)
     encoders = {}
     for type_name, rows in by_type.items():
-        encoder = NumericEncoder()
-        encoder.fit(rows)
+        key = f"num:{type_name}"
+        stored = store.get_state(key)
+        if stored is None:
+            encoder = NumericEncoder().fit(rows)
+            store.put_state(key, json.dumps(encoder.to_dict()))
+        else:
+            encoder = NumericEncoder.from_dict(json.loads(stored))
+            unknown = {name for row in rows for name in row} - set(encoder.columns)
+            if unknown:
+                log.warning(
+                    "%s numbers %s are not in its stored standardisation %s: ignored",
+                    type_name,
+                    sorted(unknown),
+                    encoder.tag,
+                )
         encoders[type_name] = encoder
     return encoders
 

@@ -341,3 +341,22 @@ def test_unchanged_text_is_not_encoded_again_and_stale_vectors_go(
     assert "text" in stale["d:0"].vectors
     assert "text" not in stale["d:1"].vectors
     assert stale["d:1"].props["text"] == "no longer a bicycle"
+
+
+def test_numbers_keep_the_first_fit_across_runs(store: GraphStore, tmp_path: Path) -> None:
+    def run(name: str, prices: list[float]) -> None:
+        records = [
+            {"uid": f"{name}:{i}", "type": "Product", "numbers": {"price": p}}
+            for i, p in enumerate(prices)
+        ]
+        ingest_files(store, [_jsonl(tmp_path / f"{name}.jsonl", records)], _options(tmp_path))
+
+    run("a", [1.0, 3.0])
+    run("b", [100.0, 5.0])
+
+    exported = export_heterodata(store)
+    assert exported.encoders["Product"]["num"].startswith("standardize@")
+    x = exported.data["Product"].num_x[:, 0].tolist()
+    uids = exported.uids["Product"]
+    # Fitted on the first run only: mean 2, std 1.
+    assert dict(zip(uids, x, strict=True)) == {"a:0": -1.0, "a:1": 1.0, "b:0": 98.0, "b:1": 3.0}
