@@ -23,7 +23,7 @@ from mmgraph.graph.schema import (
     encoder_property,
     vector_property,
 )
-from mmgraph.graph.vectors import from_bytes, to_bytes
+from mmgraph.graph.vectors import FLOAT32_LE, from_bytes, to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ MATCH (a:Entity {uid: row.src})
 MATCH (b:Entity {uid: row.dst})
 MERGE (a)-[r:%s]->(b)
 ON CREATE SET r.source = $run_id
-SET r.weight = row.weight, r += row.props
+SET r += row.props, r.weight = row.weight
 RETURN count(r) AS written
 """
 
@@ -215,6 +215,16 @@ class GraphStore:
             for r in records
         }
 
+    def vector_dimension(self, node_type: str, modality: str) -> int | None:
+        """The dimension of a stored ``modality`` vector of a ``node_type`` node, if any."""
+        prop = vector_property(modality)
+        records = self._read(
+            f"MATCH (n:Entity) WHERE n.type = $type AND n.{prop} IS NOT NULL "
+            f"RETURN n.{prop} AS v LIMIT 1",
+            type=node_type,
+        )
+        return len(records[0]["v"]) // FLOAT32_LE.itemsize if records else None
+
     def get_nodes(self, uids: Iterable[str]) -> dict[str, StoredNode]:
         """The nodes with these uids, with vectors decoded; missing uids are absent."""
         records = self._read(
@@ -236,7 +246,7 @@ class GraphStore:
         return sorted((r["type"], r["dst"], r["weight"]) for r in records)
 
     def counts(self) -> GraphCounts:
-        """Nodes per type label and relationships per type (from the count store)."""
+        """Nodes per type label (one index scan) and relationships per type (count store)."""
         nodes = {
             r["type"]: r["n"]
             for r in self._read("MATCH (n:Entity) RETURN n.type AS type, count(*) AS n")
@@ -257,14 +267,19 @@ class GraphStore:
         records = self._read("MATCH (s:EncoderState {key: $key}) RETURN s.value AS v", key=key)
         return records[0]["v"] if records else None
 
-    def put_state(self, key: str, value: str) -> None:
-        """Keep ``value`` (e.g. a fitted encoder as JSON) with the graph, under ``key``."""
-        self._write(
-            "MERGE (s:EncoderState {key: $key}) SET s.value = $value, s.updated = $now",
-            key=key,
-            value=value,
-            now=datetime.now(UTC),
-        )
+    def put_state_once(self, key: str, value: str) -> str:
+        """Keep ``value`` (e.g. a fitted encoder as JSON) under ``key`` unless a value is already
+        kept there; return the value kept, so concurrent first writers agree on one."""
+        with self.session() as session:
+            return session.execute_write(
+                lambda tx: tx.run(
+                    "MERGE (s:EncoderState {key: $key}) "
+                    "ON CREATE SET s.value = $value, s.created = $now RETURN s.value AS v",
+                    key=key,
+                    value=value,
+                    now=datetime.now(UTC),
+                ).single(strict=True)["v"]
+            )
 
     # -- the ingest audit trail -------------------------------------------------------------
 

@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired
+from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
 from mmgraph.graph.schema import encoder_property, vector_property
-from mmgraph.graph.store import GraphStore, NodeRow, NodeState, RelRow, StoreError
+from mmgraph.graph.store import GraphStore, NodeRow, NodeState, RelRow
 from mmgraph.ingest.encoders import (
     ImageDecodeError,
     ImageEncoder,
     NumericEncoder,
+    PrecomputedEncoder,
     TextEncoder,
 )
 from mmgraph.ingest.readers import RawRecord, check_file, read_records
@@ -135,6 +136,8 @@ class _Quarantine:
         self.path = directory / f"{run_id}.jsonl"
         self.run_id = run_id
         self.count = 0
+        # uids of items refused in this run: relations naming them are refused too.
+        self.rejected: set[str] = set()
 
     def add(self, error: RecordError, raw: Any) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,8 +149,14 @@ class _Quarantine:
             "message": error.message,
             "raw": raw if not isinstance(raw, RecordError) else None,
         }
+        try:
+            line = json.dumps(entry, default=repr, allow_nan=False)
+        except ValueError:  # NaN or infinity somewhere in the raw record
+            line = json.dumps({**entry, "raw": repr(entry["raw"])})
         with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(entry, default=repr) + "\n")
+            out.write(line + "\n")
+        if isinstance(raw, dict) and isinstance(raw.get("uid"), str):
+            self.rejected.add(raw["uid"])
         self.count += 1
         log.warning("quarantined %s", error)
 
@@ -191,13 +200,17 @@ def ingest(
     store.setup_schema()
     store.start_run(run_id, source, inputs=list(inputs), batch_size=options.batch_size)
     try:
-        validated = _validate(records, quarantine)
+        validated = _validate(records, quarantine, store.vector_dimension)
         result.timings["validate"] = time.perf_counter() - started
-        _write_items(store, validated.items, options, encoders or Encoders(), quarantine, result)
-        _write_relations(store, validated.relations, options, quarantine, result)
-    except (ServiceUnavailable, SessionExpired, Neo4jError, StoreError, OSError) as e:
+        written = _write_items(
+            store, validated.items, options, encoders or Encoders(), quarantine, result
+        )
+        _write_relations(store, validated.relations, options, quarantine, written, result)
+    except Exception as e:
+        # Whatever stopped the run (a dead database, a value the driver cannot send, a bug),
+        # the audit trail records it as failed; a rerun completes it.
         _finish(store, result, quarantine, started, failed=True)
-        raise IngestError(f"ingest run {run_id} stopped: {e}", result) from e
+        raise IngestError(f"ingest run {run_id} stopped: {e!r}", result) from e
     _finish(store, result, quarantine, started, failed=False)
     return result
 
@@ -228,11 +241,16 @@ def _finish(
         log.error("could not record the end of run %s: %s", result.run_id, e)
 
 
-def _validate(records: Iterable[RawRecord], quarantine: _Quarantine) -> _Input:
-    """Parse every record; quarantine bad ones and type or vector-size clashes inside the input."""
+def _validate(
+    records: Iterable[RawRecord],
+    quarantine: _Quarantine,
+    stored_dimension: Callable[[str, str], int | None],
+) -> _Input:
+    """Parse every record; quarantine bad ones and type clashes inside the input, and vectors
+    whose dimension differs from the same type's stored vectors or earlier ones of the input."""
     validated = _Input()
     types: dict[str, tuple[str, Location]] = {}
-    dims: dict[str, tuple[int, Location]] = {}
+    dims: dict[tuple[str, str], tuple[int, str]] = {}
     for location, raw in records:
         try:
             if isinstance(raw, RecordError):
@@ -247,13 +265,18 @@ def _validate(records: Iterable[RawRecord], quarantine: _Quarantine) -> _Input:
                     location, "type", f"uid {record.uid!r} is a {seen[0]} at {seen[1]}"
                 )
             for name, vector in (record.vectors or {}).items():
-                dim, first = dims.setdefault(name, (len(vector), location))
-                if dim != len(vector):
-                    raise RecordError(
-                        location,
-                        f"vectors.{name}",
-                        f"has {len(vector)} dimensions, {dim} at {first}",
+                key = (record.type, name)
+                if key not in dims:
+                    stored = stored_dimension(*key)
+                    dims[key] = (
+                        (stored, f"the stored {record.type} vectors have")
+                        if stored is not None
+                        else (len(vector), f"record {location} has")
                     )
+                dim, where = dims[key]
+                if dim != len(vector):
+                    message = f"has {len(vector)} dimensions; {where} {dim}"
+                    raise RecordError(location, f"vectors.{name}", message)
             validated.items.append((location, record, raw))
         except RecordError as error:
             quarantine.add(error, raw)
@@ -267,7 +290,9 @@ def _write_items(
     encoders: Encoders,
     quarantine: _Quarantine,
     result: IngestResult,
-) -> None:
+) -> set[str]:
+    """Write the items in batches; return the uids written."""
+    written_uids: set[str] = set()
     numeric = _numeric_encoders(store, [item for _, item, _ in items])
     for batch in batched(items, options.batch_size):
         states = store.node_states(item.uid for _, item, _ in batch)
@@ -285,7 +310,9 @@ def _write_items(
         _add_time(result.timings, "write_nodes", t0)
         result.nodes_written += written.nodes_written
         result.nodes_created += written.nodes_created
+        written_uids.update(row.uid for row in rows)
         log.info("run %s: %d nodes written", result.run_id, result.nodes_written)
+    return written_uids
 
 
 def _write_relations(
@@ -293,20 +320,19 @@ def _write_relations(
     relations: list[tuple[Location, Relation, Any]],
     options: IngestOptions,
     quarantine: _Quarantine,
+    written_uids: set[str],
     result: IngestResult,
 ) -> None:
+    """Write the relations in batches; refuse those naming an item this run refused."""
+    refused = quarantine.rejected - written_uids
     for batch in batched(relations, options.batch_size):
         endpoints = {uid for _, rel, _ in batch for uid in (rel.src, rel.dst)}
         present = store.existing_types(endpoints)
         rows = []
         for location, rel, raw in batch:
-            missing = next((f for f in ("src", "dst") if getattr(rel, f) not in present), None)
-            if missing:
-                uid = getattr(rel, missing)
-                quarantine.add(
-                    RecordError(location, missing, f"no item {uid!r} in the graph or the input"),
-                    raw,
-                )
+            error = _endpoint_error(rel, location, present, refused)
+            if error is not None:
+                quarantine.add(error, raw)
                 continue
             rows.append(RelRow(rel.src, rel.dst, rel.type, rel.weight, dict(rel.props)))
         t0 = time.perf_counter()
@@ -315,6 +341,18 @@ def _write_relations(
         result.relationships_written += written.relationships_written
         result.relationships_created += written.relationships_created
         log.info("run %s: %d relationships written", result.run_id, result.relationships_written)
+
+
+def _endpoint_error(
+    rel: Relation, location: Location, present: dict[str, str], refused: set[str]
+) -> RecordError | None:
+    for side in ("src", "dst"):
+        uid = getattr(rel, side)
+        if uid in refused:
+            return RecordError(location, side, f"item {uid!r} was quarantined in this run")
+        if uid not in present:
+            return RecordError(location, side, f"no item {uid!r} in the graph or the input")
+    return None
 
 
 def _encode(
@@ -360,13 +398,13 @@ def _encode(
         props.append(row_props)
     _add_time(timings, "prepare", t0)
 
-    vectors: list[dict[str, tuple[np.ndarray, str]]] = [
-        {
-            name: (np.asarray(values, dtype=np.float32), f"{name}@given")
-            for name, values in (item.vectors or {}).items()
-        }
-        for item in kept
-    ]
+    vectors: list[dict[str, tuple[np.ndarray, str]]] = [{} for _ in kept]
+    given: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for i, item in enumerate(kept):
+        for name, values in (item.vectors or {}).items():
+            given.setdefault((item.type, name), {})[i] = values
+    for (_, name), rows in given.items():
+        _encode_into(vectors, name, rows, lambda name=name: PrecomputedEncoder(name), timings)
     if options.encode_text:
         texts = {
             i: item.text
@@ -378,7 +416,12 @@ def _encode(
     if options.encode_images:
         _encode_into(vectors, "image", images, encoders.image_encoder, timings)
     for type_name, encoder in numeric.items():
-        rows = {i: it.numbers for i, it in enumerate(kept) if it.type == type_name and it.numbers}
+        known = set(encoder.columns)
+        rows = {
+            i: it.numbers
+            for i, it in enumerate(kept)
+            if it.type == type_name and it.numbers and known.intersection(it.numbers)
+        }
         _encode_into(vectors, "num", rows, lambda enc=encoder: enc, timings)
     for item, row_props, row_vectors in zip(kept, props, vectors, strict=True):
         _drop_stale(states.get(item.uid), row_props, row_vectors)
@@ -441,18 +484,17 @@ def _numeric_encoders(store: GraphStore, items: list[Item]) -> dict[str, Numeric
         key = f"num:{type_name}"
         stored = store.get_state(key)
         if stored is None:
-            encoder = NumericEncoder().fit(rows)
-            store.put_state(key, json.dumps(encoder.to_dict()))
-        else:
-            encoder = NumericEncoder.from_dict(json.loads(stored))
-            unknown = {name for row in rows for name in row} - set(encoder.columns)
-            if unknown:
-                log.warning(
-                    "%s numbers %s are not in its stored standardisation %s: ignored",
-                    type_name,
-                    sorted(unknown),
-                    encoder.tag,
-                )
+            fitted = json.dumps(NumericEncoder().fit(rows).to_dict())
+            stored = store.put_state_once(key, fitted)
+        encoder = NumericEncoder.from_dict(json.loads(stored))
+        unknown = {name for row in rows for name in row} - set(encoder.columns)
+        if unknown:
+            log.warning(
+                "%s numbers %s are not in its stored standardisation %s: ignored",
+                type_name,
+                sorted(unknown),
+                encoder.tag,
+            )
         encoders[type_name] = encoder
     return encoders
 
@@ -460,10 +502,16 @@ def _numeric_encoders(store: GraphStore, items: list[Item]) -> dict[str, Numeric
 def _load_image(ref: str, location: Location) -> tuple[bytes, str | None]:
     """The bytes of an item's image and, for a file, its resolved path."""
     if ref.startswith("data:"):
+        header, comma, payload = ref.partition(",")
+        if not comma or not header.endswith(";base64"):
+            raise RecordError(location, "image", "a data URI must be data:<type>;base64,<data>")
         try:
-            return base64.b64decode(ref.partition(",")[2], validate=True), None
+            data = base64.b64decode(payload, validate=True)
         except binascii.Error as e:
             raise RecordError(location, "image", f"bad base64 data URI: {e}") from e
+        if not data:
+            raise RecordError(location, "image", "the data URI holds no bytes")
+        return data, None
     path = Path(ref)
     if not path.is_absolute():
         path = Path(location.source).parent / path

@@ -1,7 +1,9 @@
 """Readers of batch files (JSONL, CSV, Parquet) into raw records with their locations.
 
 A reader never stops at a bad record: a line that is not JSON, or a CSV cell that should hold JSON
-and does not, comes out as a :class:`RecordError` in the record's place, to be quarantined.
+and does not, comes out as a :class:`RecordError` in the record's place, to be quarantined. Bytes
+that are not UTF-8 are kept as lone surrogates, which validation then refuses for that record's
+field; a leading byte-order mark is dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mmgraph.ingest.records import Location, RecordError
 # Columns that carry JSON text in CSV and (optionally) in Parquet.
 JSON_COLUMNS = ("vectors", "props", "numbers")
 NUMBER_COLUMNS = ("weight",)
+ENCODING = "utf-8-sig"
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 RawRecord = tuple[Location, dict[str, Any] | RecordError]
@@ -47,7 +50,7 @@ def read_records(path: Path) -> Iterator[RawRecord]:
 
 
 def _read_jsonl(path: Path) -> Iterator[RawRecord]:
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding=ENCODING, errors="surrogateescape") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -59,7 +62,7 @@ def _read_jsonl(path: Path) -> Iterator[RawRecord]:
 
 
 def _read_csv(path: Path) -> Iterator[RawRecord]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding=ENCODING, errors="surrogateescape", newline="") as handle:
         # Record numbers count data rows: the header is row 0.
         for number, row in enumerate(csv.DictReader(handle), start=1):
             yield _from_columns(row, Location(str(path), number))
@@ -67,10 +70,11 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
 
 def _read_parquet(path: Path) -> Iterator[RawRecord]:
     number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
-        for row in batch.to_pylist():
-            number += 1
-            yield _from_columns(row, Location(str(path), number))
+    with pq.ParquetFile(path) as parquet:
+        for batch in parquet.iter_batches(batch_size=8192):
+            for row in batch.to_pylist():
+                number += 1
+                yield _from_columns(row, Location(str(path), number))
 
 
 def _from_columns(row: dict[str, Any], location: Location) -> RawRecord:

@@ -16,9 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
     StrictFloat,
-    StrictInt,
     StrictStr,
     TypeAdapter,
     ValidationError,
@@ -42,21 +40,65 @@ def _type_name(value: str) -> str:
         raise ValueError(str(e)) from e
 
 
+INT64 = (-(2**63), 2**63 - 1)
+# Relationship properties mmgraph sets itself.
+RESERVED_RELATION_PROPERTIES = frozenset({"weight", "source"})
+
+
 def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
     return float(value)
 
 
-def _property_names(props: dict[str, Any]) -> dict[str, Any]:
+def _utf8(value: str) -> str:
+    """Refuse strings Neo4j cannot store, such as lone surrogates from ``"\\ud800"`` in JSON."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"is not valid UTF-8 text ({e.reason} at position {e.start})") from e
+    return value
+
+
+def _scalar(key: str, value: Any) -> None:
+    """Check one property value: a boolean, a 64-bit integer, a finite float or UTF-8 text."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise ValueError(f"property {key!r}: {value} does not fit in 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"property {key!r}: {value} is not a finite number")
+    elif isinstance(value, str):
+        try:
+            _utf8(value)
+        except ValueError as e:
+            raise ValueError(f"property {key!r} {e}") from e
+    else:
+        raise ValueError(
+            f"property {key!r}: a {type(value).__name__} is not a string, number or boolean"
+        )
+
+
+def _properties(props: dict[str, Any], reserved: frozenset[str] = frozenset()) -> dict[str, Any]:
     for key, value in props.items():
         try:
             check_property_name(key)
         except SchemaError as e:
             raise ValueError(str(e)) from e
-        if isinstance(value, list) and len({type(v) for v in value}) > 1:
+        if key in reserved:
+            raise ValueError(f"property name {key!r} is reserved by mmgraph")
+        values = value if isinstance(value, list) else [value]
+        for element in values:
+            _scalar(key, element)
+        if len({type(v) for v in values}) > 1:
             raise ValueError(f"property {key!r}: a list must hold values of one type")
     return props
+
+
+def _relation_properties(props: dict[str, Any]) -> dict[str, Any]:
+    return _properties(props, RESERVED_RELATION_PROPERTIES)
 
 
 def _vector_names(vectors: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -72,12 +114,12 @@ def _vector_names(vectors: dict[str, list[float]]) -> dict[str, list[float]]:
     return vectors
 
 
+Text = Annotated[StrictStr, AfterValidator(_utf8)]
 TypeName = Annotated[StrictStr, AfterValidator(_type_name)]
-Uid = Annotated[StrictStr, Field(min_length=1, max_length=MAX_UID_LENGTH)]
+Uid = Annotated[Text, Field(min_length=1, max_length=MAX_UID_LENGTH)]
 Number = Annotated[StrictFloat, AfterValidator(_finite)]
-Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
-PropertyValue = Scalar | list[Scalar]
-Properties = Annotated[dict[str, PropertyValue], AfterValidator(_property_names)]
+Properties = Annotated[dict[str, Any], AfterValidator(_properties)]
+RelationProperties = Annotated[dict[str, Any], AfterValidator(_relation_properties)]
 
 
 class Item(BaseModel):
@@ -88,9 +130,9 @@ class Item(BaseModel):
     kind: Literal["item"] = "item"
     uid: Uid
     type: TypeName
-    text: StrictStr | None = None
-    image: Annotated[StrictStr, Field(min_length=1)] | None = None
-    numbers: dict[Annotated[StrictStr, Field(min_length=1)], Number] | None = None
+    text: Text | None = None
+    image: Annotated[Text, Field(min_length=1)] | None = None
+    numbers: dict[Annotated[Text, Field(min_length=1)], Number] | None = None
     vectors: Annotated[dict[str, list[Number]], AfterValidator(_vector_names)] | None = None
     props: Properties = Field(default_factory=dict)
 
@@ -105,7 +147,7 @@ class Relation(BaseModel):
     dst: Uid
     type: TypeName
     weight: Number = 1.0
-    props: Properties = Field(default_factory=dict)
+    props: RelationProperties = Field(default_factory=dict)
 
 
 Record = Item | Relation
@@ -147,19 +189,14 @@ def parse_record(raw: Any, location: Location) -> Record:
 
 
 def _record_error(error: ValidationError, location: Location) -> RecordError:
-    """Name the field that failed; for a union (several errors) the path they share."""
+    """Name the first field that failed, and how many other problems the record has."""
     errors = error.errors()
-    path = list(errors[0]["loc"])
-    for other in errors[1:]:
-        shared = 0
-        while shared < min(len(path), len(other["loc"])) and path[shared] == other["loc"][shared]:
-            shared += 1
-        path = path[:shared]
+    path = [str(part) for part in errors[0]["loc"]]
     # The discriminated union puts the record kind first; it is not a field.
     if path and path[0] in ("item", "relation"):
         path = path[1:]
-    if len(errors) == 1:
-        message = errors[0]["msg"]
-    else:
-        message = f"no accepted type matches {errors[0]['input']!r:.80}"
-    return RecordError(location, ".".join(str(part) for part in path) or "kind", message)
+    message = errors[0]["msg"]
+    if len(errors) > 1:
+        others = len(errors) - 1
+        message += f" (and {others} more problem{'s' if others > 1 else ''})"
+    return RecordError(location, ".".join(path) or "kind", message)

@@ -45,7 +45,7 @@ def store(neo4j_server: LocalNeo4j) -> Iterator[GraphStore]:
         neo4j_server.uri, auth=(neo4j_server.user, neo4j_server.password)
     ) as driver:
         with driver.session() as session:
-            session.run("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS").consume()
+            session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS").consume()
         graph = GraphStore(driver)
         graph.setup_schema()
         yield graph

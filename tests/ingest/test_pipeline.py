@@ -360,3 +360,77 @@ def test_numbers_keep_the_first_fit_across_runs(store: GraphStore, tmp_path: Pat
     uids = exported.uids["Product"]
     # Fitted on the first run only: mean 2, std 1.
     assert dict(zip(uids, x, strict=True)) == {"a:0": -1.0, "a:1": 1.0, "b:0": 98.0, "b:1": 3.0}
+
+
+def test_relations_to_an_item_refused_in_this_run_are_refused(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    store.write_batch([NodeRow("g:2", "Tag"), NodeRow("g:3", "Tag")], [], "earlier")
+    records = [
+        {"uid": "g:1", "type": "Product"},
+        {"uid": "g:2", "type": "Product"},  # clashes with the stored Tag
+        {"uid": "g:3", "type": "Tag", "vectors": {"clip": ["x"]}},  # invalid
+        {"src": "g:1", "dst": "g:2", "type": "BOUGHT_WITH"},
+        {"src": "g:1", "dst": "g:3", "type": "HAS_TAG"},
+    ]
+    result = ingest_files(store, [_jsonl(tmp_path / "r.jsonl", records)], _options(tmp_path))
+    assert (result.nodes_written, result.relationships_written, result.quarantined) == (1, 0, 4)
+    fields = [(e["record"], e["field"]) for e in _quarantine(result.quarantine_file)]
+    assert sorted(fields) == [(2, "type"), (3, "vectors.clip.0"), (4, "dst"), (5, "dst")]
+    assert store.relationships_of("g:1") == []
+
+
+def test_precomputed_dimensions_are_checked_per_type_and_against_the_graph(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    first = [
+        {"uid": "d:1", "type": "D", "vectors": {"clip": [1.0, 2.0]}},
+        {"uid": "e:1", "type": "E", "vectors": {"clip": [1.0, 2.0, 3.0]}},
+    ]
+    result = ingest_files(store, [_jsonl(tmp_path / "a.jsonl", first)], _options(tmp_path))
+    assert (result.status, result.nodes_written) == ("ok", 2)
+
+    later = [
+        {"uid": "d:2", "type": "D", "vectors": {"clip": [1.0, 2.0, 3.0]}},
+        {"uid": "d:3", "type": "D", "vectors": {"clip": [4.0, 5.0]}},
+    ]
+    result = ingest_files(store, [_jsonl(tmp_path / "b.jsonl", later)], _options(tmp_path))
+    (entry,) = _quarantine(result.quarantine_file)
+    assert (entry["record"], entry["field"]) == (1, "vectors.clip")
+    assert entry["message"] == "has 3 dimensions; the stored D vectors have 2"
+    exported = export_heterodata(store)
+    assert exported.data["D"].clip_x.shape == (2, 2)
+    assert exported.data["E"].clip_x.shape == (1, 3)
+
+
+def test_numbers_unknown_to_the_stored_fit_give_no_vector(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    a = [{"uid": "p:1", "type": "P", "numbers": {"price": 1.0}}]
+    b = [{"uid": "p:2", "type": "P", "numbers": {"weight": 10.0}}]
+    ingest_files(store, [_jsonl(tmp_path / "a.jsonl", a)], _options(tmp_path))
+    ingest_files(store, [_jsonl(tmp_path / "b.jsonl", b)], _options(tmp_path))
+    nodes = store.get_nodes(["p:1", "p:2"])
+    assert "num" in nodes["p:1"].vectors and "num" not in nodes["p:2"].vectors
+
+
+def test_quarantine_lines_stay_json_for_nan_and_data_uris_are_checked(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    csv = tmp_path / "rels.csv"
+    csv.write_text("src,dst,type,weight\na,b,R,nan\n")
+    images = _jsonl(
+        tmp_path / "imgs.jsonl",
+        [
+            {"uid": "i:1", "type": "Photo", "image": "data:image/png,not-base64"},
+            {"uid": "i:2", "type": "Photo", "image": "data:image/png;base64,"},
+        ],
+    )
+    result = ingest_files(store, [csv, images], _options(tmp_path))
+    entries = _quarantine(result.quarantine_file)
+    assert [(e["field"], e["record"]) for e in entries] == [
+        ("weight", 1),
+        ("image", 1),
+        ("image", 2),
+    ]
+    assert "nan" in entries[0]["raw"]

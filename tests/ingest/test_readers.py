@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mmgraph.ingest.readers import UnsupportedFileError, read_records
-from mmgraph.ingest.records import Location, RecordError
+from mmgraph.ingest.records import Location, RecordError, parse_record
 
 ROWS = [
     {
@@ -61,3 +61,19 @@ def test_unknown_suffix_and_missing_file_are_refused(tmp_path: Path) -> None:
         list(read_records(tmp_path / "a.xml"))
     with pytest.raises(FileNotFoundError):
         list(read_records(tmp_path / "missing.jsonl"))
+
+
+def test_byte_order_mark_and_bad_bytes(tmp_path: Path) -> None:
+    csv = tmp_path / "bom.csv"
+    csv.write_bytes("\ufeffuid,type\na,A\n".encode())
+    ((_, row),) = read_records(csv)
+    assert row == {"uid": "a", "type": "A"}
+
+    jsonl = tmp_path / "latin1.jsonl"
+    jsonl.write_bytes(b'{"uid": "ok", "type": "A"}\n{"uid": "caf\xe9", "type": "A"}\n')
+    (_, good), (location, bad) = read_records(jsonl)
+    assert good == {"uid": "ok", "type": "A"}
+    with pytest.raises(RecordError) as raised:
+        parse_record(bad, location)
+    assert (raised.value.field, location.number) == ("uid", 2)
+    assert "not valid UTF-8" in raised.value.message
