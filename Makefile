@@ -23,13 +23,12 @@ venv: $(UV)
 # Start the local Neo4j (unless NEO4J_URI names a server), fetch and ingest the emoji graph
 # with the text and image encoders, print the graph's counts, and stop what it started.
 run: venv
-	@started=0; \
-	if [ -z "$$NEO4J_URI" ] && ! $(MMGRAPH) neo4j status --json | grep -q '"running": true'; then \
-		$(MMGRAPH) neo4j start && started=1 || exit 1; \
+	@if [ -z "$$NEO4J_URI" ] && ! $(MMGRAPH) neo4j status --json | grep -q '"running": true'; then \
+		trap '$(MMGRAPH) neo4j stop' EXIT; trap 'exit 130' INT TERM; \
+		$(MMGRAPH) neo4j start || exit 1; \
 	fi; \
 	$(MMGRAPH) datasets fetch emoji && $(MMGRAPH) ingest --dataset emoji; status=$$?; \
 	$(MMGRAPH) stats; \
-	if [ $$started = 1 ]; then $(MMGRAPH) neo4j stop; fi; \
 	exit $$status
 
 test: venv lint

@@ -1,7 +1,8 @@
 """Open the graph store on the configured Neo4j: a server named by ``NEO4J_URI``, or the local one.
 
-Without ``NEO4J_URI``, a local Neo4j already running for ``MMGRAPH_HOME`` (``mmgraph neo4j start``)
-is used; if none runs, one is started for the duration of the ``with`` block and stopped after.
+Without ``NEO4J_URI``, the local Neo4j started in the background for ``MMGRAPH_HOME`` (``mmgraph
+neo4j start``) is used; if none runs, one is started for the duration of the ``with`` block and
+stopped after. A server that another command started for its own duration is not shared.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from contextlib import ExitStack, contextmanager
 import neo4j
 
 from mmgraph.graph.config import Settings
-from mmgraph.graph.local_neo4j import LocalNeo4j
+from mmgraph.graph.local_neo4j import LocalNeo4j, running_server
 from mmgraph.graph.store import GraphStore
 
 
@@ -30,8 +31,15 @@ def open_store(settings: Settings) -> Iterator[GraphStore]:
             uri, auth = settings.neo4j_uri, (settings.neo4j_user, settings.neo4j_password)
         else:
             local = LocalNeo4j.from_settings(settings)
-            if not local.is_running():
+            server = running_server(settings.home)
+            if server is None:
                 stack.enter_context(local)
+            elif not server.detached:
+                # Another command's server stops when that command ends, under our feet.
+                raise ConfigurationError(
+                    f"another mmgraph command runs a local Neo4j for {settings.home} "
+                    f"(pid {server.pid}); to share one, run `mmgraph neo4j start` first"
+                )
             uri, auth = local.uri, (local.user, local.password)
         driver = stack.enter_context(neo4j.GraphDatabase.driver(uri, auth=auth))
         driver.verify_connectivity()

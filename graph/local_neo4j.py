@@ -107,6 +107,15 @@ class ServerInfo:
     def uri(self) -> str:
         return f"bolt://127.0.0.1:{self.port}"
 
+    @property
+    def detached(self) -> bool:
+        """Started by ``start(detach=True)``: it leads a session of its own and outlives the
+        process that started it; an attached server stops when its starter does."""
+        try:
+            return os.getsid(self.pid) == self.pid
+        except ProcessLookupError:
+            return False
+
 
 def ensure_launcher(cache: Path) -> Path:
     """Build the launcher once per source version and return its folder.

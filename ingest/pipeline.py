@@ -72,7 +72,7 @@ class IngestOptions:
 class IngestResult:
     """What a run did; :meth:`to_json` is the fixed shape of ``mmgraph ingest --json``."""
 
-    run_id: str
+    run_id: str | None
     status: Status = "ok"
     nodes_written: int = 0
     relationships_written: int = 0

@@ -106,18 +106,21 @@ def ingest_command(
         encode_text=text,
         encode_images=images,
     )
-    with _user_errors():
-        try:
-            with open_store(settings) as store:
-                if dataset:
-                    spec = _dataset(dataset)
-                    root = spec.fetch(settings.cache)
-                    result = ingest(store, spec.records(root), f"dataset:{dataset}", options)
-                else:
-                    result = ingest_files(store, paths or [], options)
-        except IngestError as e:
-            result = e.result
-            console.print(f"[red]error:[/red] {e}")
+    try:
+        with open_store(settings) as store:
+            if dataset:
+                spec = _dataset(dataset)
+                root = spec.fetch(settings.cache)
+                result = ingest(store, spec.records(root), f"dataset:{dataset}", options)
+            else:
+                result = ingest_files(store, paths or [], options)
+    except IngestError as e:
+        result = e.result
+        console.print(f"[red]error:[/red] {e}")
+    except USER_ERRORS as e:
+        # No run started; scripts reading --json still get the fixed shape.
+        console.print(f"[red]error:[/red] {e}")
+        result = IngestResult(run_id=None, status="failed")
     _report_ingest(result, as_json)
     if result.status == "failed":
         raise typer.Exit(1)

@@ -7,7 +7,6 @@ from mmgraph.ingest.encoders.base import Encoder, EncoderError
 from mmgraph.ingest.encoders.image import ImageDecodeError, ImageEncoder, decode_image
 from mmgraph.ingest.encoders.numeric import NotFittedError, NumericEncoder
 from mmgraph.ingest.encoders.precomputed import PrecomputedEncoder, VectorShapeError
-from mmgraph.ingest.encoders.resolve import get_encoder
 from mmgraph.ingest.encoders.text import TextEncoder
 
 __all__ = [
@@ -21,5 +20,4 @@ __all__ = [
     "TextEncoder",
     "VectorShapeError",
     "decode_image",
-    "get_encoder",
 ]

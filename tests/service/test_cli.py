@@ -71,4 +71,14 @@ def test_user_errors_print_one_line_and_exit_1(env: Settings, tmp_path: Path) ->
     assert result.exit_code == 1
     assert "unsupported file type" in result.output
     assert "Traceback" not in result.output
+    as_json = runner.invoke(app, ["ingest", str(tmp_path / "missing.jsonl"), "--json"])
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout) == {
+        "run_id": None,
+        "status": "failed",
+        "nodes_written": 0,
+        "relationships_written": 0,
+        "quarantined": 0,
+        "quarantine_file": None,
+    }
     assert runner.invoke(app, ["ingest", "--dataset", "nope"]).exit_code == 2
