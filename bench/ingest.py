@@ -2,11 +2,12 @@
 
 Writes N nodes with a D-dimensional float32 vector each and M relationships through
 ``GraphStore.write_batch`` (batched ``UNWIND``, one transaction a batch), then exports the graph
-to ``HeteroData``; beside it, a per-row ``MERGE`` baseline on a few thousand nodes. Uses the Neo4j
-named by ``NEO4J_URI``, else starts the local one under a temporary ``MMGRAPH_HOME``. Prints a
-table and writes ``bench/results/ingest.json``.
+to ``HeteroData`` twice (the faster counts; the first is reported too); beside it, a per-row
+``MERGE`` baseline on a few thousand nodes. Uses the Neo4j named by ``NEO4J_URI``, else starts
+the local one under a temporary ``MMGRAPH_HOME``. Prints a table and writes
+``bench/results/ingest.json``.
 
-    python bench/ingest.py [--nodes 100000] [--rels 500000] [--dim 384] [--batch 5000]
+    python bench/ingest.py [--nodes 100000] [--rels 500000] [--dim 384] [--batch 2000]
 """
 
 from __future__ import annotations
@@ -107,9 +108,13 @@ def main() -> None:
 
         nodes_s = _write_nodes(store, args.nodes, args.dim, args.batch)
         rels_s = _write_rels(store, args.nodes, args.rels, args.batch)
-        t0 = time.perf_counter()
-        exported = export_heterodata(store)
-        export_s = time.perf_counter() - t0
+        # Twice: right after the writes, and again (the second run's caches are warm).
+        export_runs = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            exported = export_heterodata(store)
+            export_runs.append(time.perf_counter() - t0)
+        export_s = min(export_runs)
         assert exported.data["Item"].num_nodes == args.nodes
         exported_edges = exported.data["Item", "LINKS", "Item"].edge_index.shape[1]
         baseline_s = _per_row_baseline(store, args.baseline, args.dim)
@@ -124,7 +129,8 @@ def main() -> None:
         "relationships_per_s": args.rels / rels_s,
         "export_nodes_per_s": args.nodes / export_s,
         "export_relationships_per_s": exported_edges / export_s,
-        "export_seconds": export_s,
+        "export_seconds": export_runs,
+        "export_nodes_per_s_first": args.nodes / export_runs[0],
         "per_row_merge_nodes_per_s": args.baseline / baseline_s,
         "neo4j_heap": settings.neo4j_heap,
         "neo4j_pagecache": settings.neo4j_pagecache,
@@ -135,6 +141,7 @@ def main() -> None:
         "nodes_per_s",
         "relationships_per_s",
         "export_nodes_per_s",
+        "export_nodes_per_s_first",
         "export_relationships_per_s",
         "per_row_merge_nodes_per_s",
     ):
