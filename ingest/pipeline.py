@@ -2,9 +2,12 @@
 
 Guarantees:
 
-- A record that fails validation (schema, a type clash with the stored graph or the same input, an
-  unreadable image, a relation endpoint that is neither stored nor an item of the input) is written
-  to the run's quarantine file with its location, field and reason; every good record is written.
+- A record that fails validation (schema, a type clash with the stored graph or the same input, a
+  vector dimension clash, an unreadable image, a relation endpoint that is neither stored nor an
+  item of the input, or is an item this run refused) is written to the run's quarantine file with
+  its location, field and reason; every good record is written.
+- Validation holds the whole input in memory (records and their vectors) before writing; encoding
+  and writing go batch by batch.
 - Each write batch is one transaction: a batch that fails part-way leaves nothing of itself.
 - Writes are ``MERGE`` on uid and on (start, type, end), so re-running an input changes no counts,
   and a run cut short (by a dead database, say) can simply be run again to completion.
