@@ -24,22 +24,12 @@ from pydantic import (
 
 from mmgraph.graph.schema import (
     ENCODED_MODALITIES,
-    SchemaError,
     check_modality_name,
     check_property_name,
     check_type_name,
 )
 
 MAX_UID_LENGTH = 512
-
-
-def _type_name(value: str) -> str:
-    try:
-        return check_type_name(value)
-    except SchemaError as e:
-        raise ValueError(str(e)) from e
-
-
 INT64 = (-(2**63), 2**63 - 1)
 # Relationship properties mmgraph sets itself.
 RESERVED_RELATION_PROPERTIES = frozenset({"weight", "source"})
@@ -83,10 +73,7 @@ def _scalar(key: str, value: Any) -> None:
 
 def _properties(props: dict[str, Any], reserved: frozenset[str] = frozenset()) -> dict[str, Any]:
     for key, value in props.items():
-        try:
-            check_property_name(key)
-        except SchemaError as e:
-            raise ValueError(str(e)) from e
+        check_property_name(key)
         if key in reserved:
             raise ValueError(f"property name {key!r} is reserved by mmgraph")
         values = value if isinstance(value, list) else [value]
@@ -103,10 +90,7 @@ def _relation_properties(props: dict[str, Any]) -> dict[str, Any]:
 
 def _vector_names(vectors: dict[str, list[float]]) -> dict[str, list[float]]:
     for name, values in vectors.items():
-        try:
-            check_modality_name(name)
-        except SchemaError as e:
-            raise ValueError(str(e)) from e
+        check_modality_name(name)
         if name in ENCODED_MODALITIES:
             raise ValueError(f"vector name {name!r} is reserved for mmgraph's encoders")
         if not values:
@@ -115,7 +99,8 @@ def _vector_names(vectors: dict[str, list[float]]) -> dict[str, list[float]]:
 
 
 Text = Annotated[StrictStr, AfterValidator(_utf8)]
-TypeName = Annotated[StrictStr, AfterValidator(_type_name)]
+# The schema's checks raise SchemaError, a ValueError, which pydantic reports as a field error.
+TypeName = Annotated[StrictStr, AfterValidator(check_type_name)]
 Uid = Annotated[Text, Field(min_length=1, max_length=MAX_UID_LENGTH)]
 Number = Annotated[StrictFloat, AfterValidator(_finite)]
 Properties = Annotated[dict[str, Any], AfterValidator(_properties)]
