@@ -42,6 +42,7 @@ def test_export_matches_what_was_written(small: GraphStore, page_size: int) -> N
     data = exported.data
 
     assert exported.uids == {"Product": ["p:1", "p:2", "p:3"], "Tag": ["t:a"]}
+    assert exported.index("Product") == {"p:1": 0, "p:2": 1, "p:3": 2}
     assert (data["Product"].num_nodes, data["Tag"].num_nodes) == (3, 1)
     torch.testing.assert_close(
         data["Product"].text_x, torch.tensor([[1.0, 2, 3], [4, 5, 6], [0, 0, 0]])
