@@ -19,17 +19,23 @@ $(UV):
 venv: $(UV)
 	test -x $(VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[dev]"
+	$(VENV)/bin/python -m mmgraph.service.codegen
 
-# Start the local Neo4j (unless NEO4J_URI names a server), fetch and ingest the emoji graph
-# with the text and image encoders, print the graph's counts, and stop what it started.
+# The main job end to end: start the local Neo4j (unless NEO4J_URI names a server), fetch and
+# ingest the emoji graph with the text and image encoders, train HGT (bounded by TRAIN_SECONDS),
+# promote it (embeddings back to Neo4j with a vector index), serve it over gRPC on loopback and
+# print the answers of example queries, then stop everything it started.
+TRAIN_SECONDS ?= 240
 run: venv
 	@if [ -z "$$NEO4J_URI" ] && ! $(MMGRAPH) neo4j status --json | grep -q '"running": true'; then \
 		trap '$(MMGRAPH) neo4j stop' EXIT; trap 'exit 130' INT TERM; \
 		$(MMGRAPH) neo4j start || exit 1; \
 	fi; \
 	$(MMGRAPH) datasets fetch emoji && $(MMGRAPH) ingest --dataset emoji; status=$$?; \
-	$(MMGRAPH) stats; \
-	exit $$status
+	[ $$status -le 0 ] || exit $$status; \
+	$(MMGRAPH) stats && \
+	$(MMGRAPH) train --model hgt --max-seconds $(TRAIN_SECONDS) --promote && \
+	$(MMGRAPH) demo
 
 test: venv lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
@@ -37,6 +43,7 @@ test: venv lint
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(VENV)/bin/python bench/ingest.py

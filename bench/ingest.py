@@ -23,8 +23,8 @@ from pathlib import Path
 import neo4j
 import numpy as np
 
-from mmgraph.graph.config import Settings
-from mmgraph.graph.export import export_heterodata
+from mmgraph.core.config import Settings
+from mmgraph.gnn.data import export_heterodata
 from mmgraph.graph.local_neo4j import LocalNeo4j
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow
 

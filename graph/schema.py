@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from mmgraph.core.errors import InvalidArgumentError
+
 TYPE_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]{0,63}$")
 MODALITY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -18,7 +20,9 @@ STATE_LABEL = "EncoderState"
 # Modalities the encoders fill; precomputed vectors must use other names.
 ENCODED_MODALITIES = ("text", "image", "num")
 # Node properties written by mmgraph itself, which free properties may not overwrite.
-RESERVED_PROPERTIES = frozenset({"uid", "type", "text", "image_ref", "image_path", "source", "emb"})
+RESERVED_PROPERTIES = frozenset(
+    {"uid", "type", "text", "image_ref", "image_path", "source", "emb", "emb_model"}
+)
 RESERVED_LABELS = frozenset({ENTITY_LABEL, RUN_LABEL, STATE_LABEL, "Model"})
 
 SCHEMA_STATEMENTS = (
@@ -30,13 +34,13 @@ SCHEMA_STATEMENTS = (
 )
 
 
-class SchemaError(ValueError):
+class SchemaError(InvalidArgumentError):
     """A label, relationship type, modality or property name breaks the schema's rules."""
 
 
 def check_type_name(name: str) -> str:
     """Return ``name`` if it may be a node label or relationship type, else raise."""
-    if not isinstance(name, str) or not TYPE_NAME.match(name):
+    if not isinstance(name, str) or not TYPE_NAME.fullmatch(name):
         raise SchemaError(f"invalid type name {name!r}: must match {TYPE_NAME.pattern}")
     if name in RESERVED_LABELS:
         raise SchemaError(f"type name {name!r} is reserved by mmgraph")
@@ -45,14 +49,14 @@ def check_type_name(name: str) -> str:
 
 def check_modality_name(name: str) -> str:
     """Return ``name`` if it may name a modality (``<name>_vec`` / ``<name>_enc``), else raise."""
-    if not isinstance(name, str) or not MODALITY_NAME.match(name):
+    if not isinstance(name, str) or not MODALITY_NAME.fullmatch(name):
         raise SchemaError(f"invalid modality name {name!r}: must match {MODALITY_NAME.pattern}")
     return name
 
 
 def check_property_name(name: str) -> str:
     """Return ``name`` if it may be a free node or relationship property, else raise."""
-    if not isinstance(name, str) or not PROPERTY_NAME.match(name):
+    if not isinstance(name, str) or not PROPERTY_NAME.fullmatch(name):
         raise SchemaError(f"invalid property name {name!r}: must match {PROPERTY_NAME.pattern}")
     if name in RESERVED_PROPERTIES or name.endswith(("_vec", "_enc")):
         raise SchemaError(f"property name {name!r} is reserved by mmgraph")

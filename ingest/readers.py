@@ -4,18 +4,25 @@ A reader never stops at a bad record: a line that is not JSON, or a CSV cell tha
 and does not, comes out as a :class:`RecordError` in the record's place, to be quarantined. Bytes
 that are not UTF-8 are kept as lone surrogates, which validation then refuses for that record's
 field; a leading byte-order mark is dropped.
+
+Given a :mod:`hashlib` object, a reader feeds it the file's bytes as it reads them (JSONL, CSV), so
+a file is hashed and parsed in one read; Parquet, whose footer is read first, is hashed in one
+sequential pass before its rows are read.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import pyarrow.parquet as pq
 
+from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.ingest.records import Location, RecordError
 
 # Columns that carry JSON text in CSV and (optionally) in Parquet.
@@ -25,9 +32,16 @@ ENCODING = "utf-8-sig"
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 RawRecord = tuple[Location, dict[str, Any] | RecordError]
+BLOCK = 1 << 20
 
 
-class UnsupportedFileError(ValueError):
+class Digest(Protocol):
+    """What a reader needs of a :mod:`hashlib` object."""
+
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+
+class UnsupportedFileError(InvalidArgumentError):
     """A batch file whose format mmgraph cannot read."""
 
 
@@ -43,29 +57,77 @@ def check_file(path: Path) -> str:
     return fmt
 
 
-def read_records(path: Path) -> Iterator[RawRecord]:
-    """Yield every record of a batch file with its location, in file order."""
-    reader = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}[check_file(path)]
-    yield from reader(path)
+def read_records(path: Path, digest: Digest | None = None) -> Iterator[RawRecord]:
+    """Yield every record of a batch file with its location, in file order.
+
+    ``digest`` (e.g. ``hashlib.sha256()``), when given, is fed every byte of the file; it holds
+    the whole file's hash once the iterator is exhausted.
+    """
+    fmt = check_file(path)
+    if fmt == "parquet":
+        if digest is not None:
+            _hash_into(path, digest)
+        yield from _read_parquet(path)
+        return
+    reader = _read_jsonl if fmt == "jsonl" else _read_csv
+    with path.open("rb") as raw:
+        binary: BinaryIO = raw
+        if digest is not None:
+            binary = io.BufferedReader(_HashingReader(raw, digest), buffer_size=BLOCK)
+        yield from reader(binary, str(path))
 
 
-def _read_jsonl(path: Path) -> Iterator[RawRecord]:
-    with path.open(encoding=ENCODING, errors="surrogateescape") as lines:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) of a file's bytes, read in one sequential pass."""
+    digest = hashlib.sha256()
+    _hash_into(path, digest)
+    return digest.hexdigest()
+
+
+def _hash_into(path: Path, digest: Digest) -> None:
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(BLOCK), b""):
+            digest.update(block)
+
+
+class _HashingReader(io.RawIOBase):
+    """A read-only binary stream that feeds every byte read from ``raw`` into ``digest``."""
+
+    def __init__(self, raw: BinaryIO, digest: Digest) -> None:
+        self._raw = raw
+        self._digest = digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._raw.readinto(buffer)
+        if n:
+            self._digest.update(memoryview(buffer)[:n])
+        return n
+
+
+def _text(binary: BinaryIO, newline: str | None) -> io.TextIOWrapper:
+    return io.TextIOWrapper(binary, encoding=ENCODING, errors="surrogateescape", newline=newline)
+
+
+def _read_jsonl(binary: BinaryIO, source: str) -> Iterator[RawRecord]:
+    with _text(binary, None) as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            location = Location(str(path), number)
+            location = Location(source, number)
             try:
                 yield location, json.loads(line)
             except json.JSONDecodeError as e:
                 yield location, RecordError(location, "<record>", f"not valid JSON: {e.msg}")
 
 
-def _read_csv(path: Path) -> Iterator[RawRecord]:
-    with path.open(encoding=ENCODING, errors="surrogateescape", newline="") as handle:
+def _read_csv(binary: BinaryIO, source: str) -> Iterator[RawRecord]:
+    with _text(binary, "") as handle:
         # Record numbers count data rows: the header is row 0.
         for number, row in enumerate(csv.DictReader(handle), start=1):
-            yield _from_columns(row, Location(str(path), number))
+            yield _from_columns(row, Location(source, number))
 
 
 def _read_parquet(path: Path) -> Iterator[RawRecord]:

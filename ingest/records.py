@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
 )
 
+from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.graph.schema import (
     ENCODED_MODALITIES,
     check_modality_name,
@@ -150,7 +151,7 @@ class Location:
         return f"{self.source}#{self.number}"
 
 
-class RecordError(ValueError):
+class RecordError(InvalidArgumentError):
     """A record that cannot be ingested, with where it came from and which field is wrong."""
 
     def __init__(self, location: Location, field: str, message: str) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmgraph.core.errors import NotFoundError, UnavailableError
 from mmgraph.ingest.records import Location
 
 DatasetRecord = tuple[Location, dict[str, Any]]
@@ -14,7 +15,7 @@ DatasetRecord = tuple[Location, dict[str, Any]]
 Counts = dict[str, dict[str, int]]
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UnavailableError):
     """A built-in dataset cannot be fetched or read."""
 
 
@@ -23,7 +24,7 @@ class DatasetFetchError(DatasetError):
     output."""
 
 
-class UnknownDatasetError(ValueError):
+class UnknownDatasetError(NotFoundError):
     """A dataset name that is not in the registry."""
 
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from mmgraph.core.errors import MmgraphError
+
 OFFLINE_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-class EncoderError(RuntimeError):
+class EncoderError(MmgraphError):
     """An encoder could not turn its inputs into vectors."""
 
 

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.graph.schema import ENCODED_MODALITIES, check_modality_name
 from mmgraph.ingest.encoders.base import Encoder, EncoderError, check_batch_size, empty
 
 
-class VectorShapeError(EncoderError, ValueError):
+class VectorShapeError(EncoderError, InvalidArgumentError):
     """A precomputed vector that is not a flat run of finite numbers of the expected dimension."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
 from mmgraph.graph.connection import ConfigurationError, open_store
 from mmgraph.graph.local_neo4j import LocalNeo4j
 

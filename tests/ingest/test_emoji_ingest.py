@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
 from mmgraph.graph.store import GraphStore
 from mmgraph.ingest.datasets import EMOJI
 from mmgraph.ingest.pipeline import Encoders, IngestOptions, ingest

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
 from mmgraph.ingest.datasets import (
     DATASETS,
     EMOJI,
