@@ -1,12 +1,12 @@
-"""Export from the real Neo4j to HeteroData."""
+"""Export from the real Neo4j to numpy arrays."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from mmgraph.graph.export import ExportError, export_heterodata
+from mmgraph.graph import export
+from mmgraph.graph.export import ExportError, read_graph
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow
 
 
@@ -38,32 +38,33 @@ def small(store: GraphStore) -> GraphStore:
 
 @pytest.mark.parametrize("page_size", [1, 2, 10_000])
 def test_export_matches_what_was_written(small: GraphStore, page_size: int) -> None:
-    exported = export_heterodata(small, page_size=page_size)
-    data = exported.data
+    arrays = read_graph(small, page_size=page_size)
 
-    assert exported.uids == {"Product": ["p:1", "p:2", "p:3"], "Tag": ["t:a"]}
-    assert exported.index("Product") == {"p:1": 0, "p:2": 1, "p:3": 2}
-    assert (data["Product"].num_nodes, data["Tag"].num_nodes) == (3, 1)
-    torch.testing.assert_close(
-        data["Product"].text_x, torch.tensor([[1.0, 2, 3], [4, 5, 6], [0, 0, 0]])
-    )
-    assert data["Product"].text_mask.tolist() == [True, True, False]
-    assert data["Product"].clip_x.tolist() == [[0, 0], [7, 8], [0, 0]]
-    assert data["Product"].clip_mask.tolist() == [False, True, False]
-    assert data["Tag"].text_x.tolist() == [[0, 0, 1, 0]]
-    assert exported.encoders == {
+    assert arrays.uids == {"Product": ["p:1", "p:2", "p:3"], "Tag": ["t:a"]}
+    assert arrays.index("Product") == {"p:1": 0, "p:2": 1, "p:3": 2}
+    text_x, text_mask = arrays.features["Product", "text"]
+    np.testing.assert_array_equal(text_x, [[1.0, 2, 3], [4, 5, 6], [0, 0, 0]])
+    assert text_mask.tolist() == [True, True, False]
+    clip_x, clip_mask = arrays.features["Product", "clip"]
+    assert clip_x.tolist() == [[0, 0], [7, 8], [0, 0]]
+    assert clip_mask.tolist() == [False, True, False]
+    assert arrays.features["Tag", "text"][0].tolist() == [[0, 0, 1, 0]]
+    assert arrays.encoders == {
         "Product": {"clip": "clip@given", "text": "minilm@1"},
         "Tag": {"text": "minilm@1"},
     }
 
-    has_tag = data["Product", "HAS_TAG", "Tag"]
-    assert has_tag.edge_index.tolist() == [[0, 2], [0, 0]]
-    assert has_tag.edge_weight.tolist() == [0.5, 2.0]
-    assert data["Product", "BOUGHT_WITH", "Product"].edge_index.tolist() == [[0], [1]]
-    assert set(data.edge_types) == {
+    src, dst, weight = arrays.edges["Product", "HAS_TAG", "Tag"]
+    assert (src.tolist(), dst.tolist(), weight.tolist()) == ([0, 2], [0, 0], [0.5, 2.0])
+    src, dst, _ = arrays.edges["Product", "BOUGHT_WITH", "Product"]
+    assert (src.tolist(), dst.tolist()) == ([0], [1])
+    assert set(arrays.edges) == {
         ("Product", "HAS_TAG", "Tag"),
         ("Product", "BOUGHT_WITH", "Product"),
     }
+    assert arrays.nbytes == sum(a.nbytes for pair in arrays.features.values() for a in pair) + sum(
+        a.nbytes for triple in arrays.edges.values() for a in triple
+    )
 
 
 def test_export_refuses_mixed_encoders(store: GraphStore) -> None:
@@ -76,7 +77,7 @@ def test_export_refuses_mixed_encoders(store: GraphStore) -> None:
         "run-1",
     )
     with pytest.raises(ExportError, match="several encoders"):
-        export_heterodata(store)
+        read_graph(store)
 
 
 def test_export_refuses_mixed_dimensions(store: GraphStore) -> None:
@@ -89,9 +90,25 @@ def test_export_refuses_mixed_dimensions(store: GraphStore) -> None:
         "run-1",
     )
     with pytest.raises(ExportError, match="dimension"):
-        export_heterodata(store)
+        read_graph(store)
 
 
 def test_export_of_an_empty_graph(store: GraphStore) -> None:
-    exported = export_heterodata(store)
-    assert exported.uids == {} and exported.data.node_types == []
+    arrays = read_graph(store)
+    assert arrays.uids == {} and arrays.features == {} and arrays.edges == {}
+
+
+def test_a_graph_changed_between_the_passes_is_refused(
+    small: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_edges = export._read_edges
+
+    def write_then_read_edges(*args: object) -> object:
+        small.write_batch(
+            [NodeRow("p:9", "Product", {}, {})], [RelRow("p:9", "t:a", "HAS_TAG")], "run-2"
+        )
+        return read_edges(*args)
+
+    monkeypatch.setattr(export, "_read_edges", write_then_read_edges)
+    with pytest.raises(ExportError, match="changed during the export"):
+        read_graph(small, page_size=2)
