@@ -3,8 +3,12 @@
 The server is an embedded ``DatabaseManagementService`` opened by a small launcher class (the
 Maven module in ``launcher/``), with Bolt on 127.0.0.1 only and auth on. The launcher and Neo4j's
 jars are built and fetched from Maven Central once into the cache; the database, its logs, the
-generated password and a state file (``server.json``: pid and port of the running server) live
-in ``<home>/neo4j/``.
+generated password and a state file (``server.json``: pid and port of the running server, and
+whether GDS is on) live in ``<home>/neo4j/``.
+
+Open GDS (Graph Data Science) is optional: a server started with ``gds=True`` also loads GDS's jars
+(the Maven module in ``launcher/gds/``, fetched on first use only) and offers its ``gds.*``
+procedures; the default start-up never fetches or loads them.
 
 A server started with ``detach=False`` dies with the Python process that started it, however that
 process ends: the launcher shuts down cleanly when its stdin (a pipe from us) reaches its end. One
@@ -35,7 +39,8 @@ from types import TracebackType
 
 from neo4j import GraphDatabase
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
+from mmgraph.core.errors import UnavailableError
 
 __all__ = [
     "LauncherBuildError",
@@ -43,6 +48,7 @@ __all__ = [
     "LocalNeo4jError",
     "Neo4jStartError",
     "ServerInfo",
+    "ensure_gds_plugins",
     "ensure_launcher",
     "running_server",
     "stop_running_server",
@@ -51,6 +57,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LAUNCHER_SOURCE = Path(__file__).parent / "launcher"
+GDS_SOURCE = LAUNCHER_SOURCE / "gds"
 LAUNCHER_CLASS = "io.mmgraph.launcher.Neo4jLauncher"
 LAUNCHER_JAR = Path("target") / "mmgraph-neo4j-launcher.jar"
 READY_PREFIX = "MMGRAPH_NEO4J_READY"
@@ -80,7 +87,7 @@ _NETWORK_FAILURES = (
 )
 
 
-class LocalNeo4jError(RuntimeError):
+class LocalNeo4jError(UnavailableError):
     """Base of this module's errors; ``output`` holds the tail of the failing tool's output."""
 
     def __init__(self, message: str, output: str = "") -> None:
@@ -89,7 +96,7 @@ class LocalNeo4jError(RuntimeError):
 
 
 class LauncherBuildError(LocalNeo4jError):
-    """Maven could not build the launcher or fetch Neo4j's jars."""
+    """Maven could not build the launcher or fetch Neo4j's (or GDS's) jars."""
 
 
 class Neo4jStartError(LocalNeo4jError):
@@ -102,6 +109,7 @@ class ServerInfo:
 
     pid: int
     port: int
+    gds: bool = False
 
     @property
     def uri(self) -> str:
@@ -130,11 +138,31 @@ def ensure_launcher(cache: Path) -> Path:
         LAUNCHER_SOURCE / "pom.xml",
         *sorted(LAUNCHER_SOURCE.glob("src/main/java/**/*.java")),
     ]
+    return _ensure_built(Path(cache), "launcher", LAUNCHER_SOURCE, sources, "Neo4j 5.26")
+
+
+def ensure_gds_plugins(cache: Path) -> Path:
+    """Fetch Open GDS's jars once per module version and return the folder holding them.
+
+    The folder (``<cache>/gds/<hash of launcher/gds/pom.xml>/plugins``) holds the jars GDS adds to
+    Neo4j's own (about 130, 15 MB); it is both the server's ``plugin_dir`` and part of its
+    classpath. Built, marked and locked as :func:`ensure_launcher` does; only a server started with
+    ``gds=True`` asks for it.
+    """
+    sources = [GDS_SOURCE / "pom.xml"]
+    return _ensure_built(Path(cache), "gds", GDS_SOURCE, sources, "Open GDS 2.13") / "plugins"
+
+
+def _ensure_built(cache: Path, kind: str, root: Path, sources: list[Path], what: str) -> Path:
+    """Run ``mvn package`` on a copy of the module at ``root`` once per version of its sources.
+
+    Returns ``<cache>/<kind>/<hash of the sources>``; see :func:`ensure_launcher`.
+    """
     digest = hashlib.sha256()
     for path in sources:
-        digest.update(str(path.relative_to(LAUNCHER_SOURCE)).encode() + b"\0")
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
-    build_dir = Path(cache) / "launcher" / digest.hexdigest()[:12]
+    build_dir = cache / kind / digest.hexdigest()[:12]
     marker = build_dir / ".built"
     if marker.exists():
         return build_dir
@@ -142,23 +170,23 @@ def ensure_launcher(cache: Path) -> Path:
     with open(build_dir.parent / f"{build_dir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not marker.exists():
-            _build_launcher(sources, build_dir, Path(cache) / "m2")
+            _maven_package(root, sources, build_dir, cache / "m2", what)
             marker.touch()
     return build_dir
 
 
-def _build_launcher(sources: list[Path], build_dir: Path, repo: Path) -> None:
-    """Copy the Maven module into ``build_dir`` and run ``mvn package`` there (see the pom)."""
+def _maven_package(root: Path, sources: list[Path], build_dir: Path, repo: Path, what: str) -> None:
+    """Copy the Maven module into ``build_dir`` and run ``mvn package`` there (see its pom)."""
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise LauncherBuildError("Maven ('mvn') is not on PATH; it is needed once to fetch Neo4j")
+        raise LauncherBuildError(f"Maven ('mvn') is not on PATH; it is needed once to fetch {what}")
     shutil.rmtree(build_dir, ignore_errors=True)
     for path in sources:
-        target = build_dir / path.relative_to(LAUNCHER_SOURCE)
+        target = build_dir / path.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     command = [mvn, "-q", "-B", f"-Dmaven.repo.local={repo}", "package"]
-    logger.info("Building the Neo4j launcher in %s (downloads Neo4j from Maven Central)", build_dir)
+    logger.info("Building %s in %s (downloads from Maven Central)", what, build_dir)
     started = time.monotonic()
     result = subprocess.run(
         command, cwd=build_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -167,14 +195,14 @@ def _build_launcher(sources: list[Path], build_dir: Path, repo: Path) -> None:
         output = _tail(_ANSI_ESCAPE.sub("", result.stdout))
         if any(phrase in result.stdout for phrase in _NETWORK_FAILURES):
             message = (
-                "Maven could not download Neo4j 5.26 from Maven Central "
+                f"Maven could not download {what} from Maven Central "
                 "(https://repo.maven.apache.org/maven2): check the network, proxy or mirror "
                 "settings; the local Neo4j cannot be built without these artifacts"
             )
         else:
             message = f"Maven failed (exit status {result.returncode}) building {build_dir}"
         raise LauncherBuildError(message, output)
-    logger.info("Built the Neo4j launcher in %.1f s", time.monotonic() - started)
+    logger.info("Built %s in %.1f s", what, time.monotonic() - started)
 
 
 def running_server(home: Path) -> ServerInfo | None:
@@ -202,8 +230,9 @@ class LocalNeo4j:
     """A local Neo4j whose data lives in ``<home>/neo4j``, started and stopped from Python.
 
     ``heap`` and ``pagecache`` are JVM sizes (``512m``, ``2g``). ``port`` defaults to a free one
-    chosen at each start, so :attr:`uri` is only meaningful while the server runs. The same object
-    also describes a server another process started on ``home`` (``detach=True``).
+    chosen at each start, so :attr:`uri` is only meaningful while the server runs. With
+    ``gds=True`` the server also loads Open GDS (its jars are fetched on the first such start).
+    The same object also describes a server another process started on ``home`` (``detach=True``).
     """
 
     user = USER
@@ -215,24 +244,28 @@ class LocalNeo4j:
         heap: str = "512m",
         pagecache: str = "256m",
         port: int | None = None,
+        gds: bool = False,
     ) -> None:
         self.home = Path(home)
         self.cache = Path(cache)
         self.heap = heap
         self.pagecache = pagecache
+        self.gds = gds
         self.data_dir = _data_dir(self.home)
         self._requested_port = port
         self._port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LocalNeo4j:
-        """The local Neo4j of ``settings.home``, sized by the settings' heap and page cache."""
+    def from_settings(cls, settings: Settings, gds: bool = False) -> LocalNeo4j:
+        """The local Neo4j of ``settings.home``, sized by the settings' heap and page cache, with
+        Open GDS loaded if ``gds``."""
         return cls(
             home=settings.home,
             cache=settings.cache,
             heap=settings.neo4j_heap,
             pagecache=settings.neo4j_pagecache,
+            gds=gds,
         )
 
     @property
@@ -284,12 +317,14 @@ class LocalNeo4j:
         if other is not None:
             raise Neo4jStartError(f"a local Neo4j already runs for {self.home} (pid {other.pid})")
         launcher = ensure_launcher(self.cache)
+        plugins = ensure_gds_plugins(self.cache) if self.gds else None
         port = self._requested_port or _free_port()
         password = self.password
         log_path = self.data_dir / "logs" / "console.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = self._jvm_command(launcher, port, watch_stdin=not detach)
-        logger.info("Starting a local Neo4j for %s on port %d", self.home, port)
+        command = self._jvm_command(launcher, port, not detach, plugins)
+        kind = "a local Neo4j with GDS" if self.gds else "a local Neo4j"
+        logger.info("Starting %s for %s on port %d", kind, self.home, port)
         started = time.monotonic()
         with open(log_path, "ab") as log:
             offset = log.tell()
@@ -365,17 +400,25 @@ class LocalNeo4j:
     ) -> None:
         self.stop()
 
-    def _jvm_command(self, launcher: Path, port: int, watch_stdin: bool) -> list[str]:
+    def _jvm_command(
+        self, launcher: Path, port: int, watch_stdin: bool, plugins: Path | None
+    ) -> list[str]:
         java = shutil.which("java", path=_java_path())
         if java is None:
             raise Neo4jStartError("Java 17+ ('java') is not on PATH or in JAVA_HOME")
-        classpath = f"{launcher / 'lib'}/*{os.pathsep}{launcher / LAUNCHER_JAR}"
+        classpath = [f"{launcher / 'lib'}/*", str(launcher / LAUNCHER_JAR)]
+        options = ["--watch-stdin"] if watch_stdin else []
+        if plugins is not None:
+            # GDS needs both: its extension is found on the classpath, its procedures in the
+            # plugin folder; either alone leaves no gds.* procedure (or no start at all).
+            classpath.append(f"{plugins}/*")
+            options += ["--plugin-dir", str(plugins)]
         command = [
             java,
             f"-Xmx{self.heap}",
             *JVM_OPTIONS,
             "-cp",
-            classpath,
+            os.pathsep.join(classpath),
             LAUNCHER_CLASS,
             "--home",
             str(self.data_dir),
@@ -388,7 +431,7 @@ class LocalNeo4j:
             "--state-file",
             str(self.data_dir / "server.json"),
         ]
-        return [*command, "--watch-stdin"] if watch_stdin else command
+        return [*command, *options]
 
     def _wait_ready(
         self,
@@ -464,7 +507,7 @@ def _read_state(data_dir: Path) -> ServerInfo | None:
     state = data_dir / "server.json"
     try:
         raw = json.loads(state.read_text())
-        info = ServerInfo(pid=int(raw["pid"]), port=int(raw["port"]))
+        info = ServerInfo(pid=int(raw["pid"]), port=int(raw["port"]), gds=raw.get("gds") is True)
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):

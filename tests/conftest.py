@@ -12,11 +12,11 @@ from pathlib import Path
 import neo4j
 import pytest
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
 from mmgraph.graph.local_neo4j import LocalNeo4j
 from mmgraph.graph.store import GraphStore
 
-OWN_SERVER_MODULES = ("test_local_neo4j.py",)
+OWN_SERVER_MODULES = ("test_local_neo4j.py", "test_gds.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -20,7 +20,7 @@ import pytest
 from neo4j import GraphDatabase
 from neo4j.exceptions import AuthError
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
 from mmgraph.graph.local_neo4j import (
     LAUNCHER_JAR,
     LauncherBuildError,

@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 import org.neo4j.configuration.GraphDatabaseInternalSettings;
@@ -24,11 +25,14 @@ import org.neo4j.graphdb.QueryExecutionException;
  * Runs an embedded Neo4j Community DBMS for mmgraph, reachable only over Bolt on 127.0.0.1.
  *
  * <p>Arguments: {@code --home DIR --port N --password-file FILE --pagecache SIZE
- * [--state-file FILE] [--watch-stdin]}. Auth is on and the {@code neo4j} user's password is set
- * from the password file on every start. Once Bolt accepts connections the launcher writes the
- * state file (pid and port) and prints {@code MMGRAPH_NEO4J_READY <port>}. SIGTERM or SIGINT shuts
- * the DBMS down cleanly, removes the state file and exits 0; with {@code --watch-stdin} so does
- * end of input, which is how a parent process that dies in any way takes the server with it.
+ * [--plugin-dir DIR] [--state-file FILE] [--watch-stdin]}. Auth is on and the {@code neo4j}
+ * user's password is set from the password file on every start. {@code --plugin-dir} names a
+ * folder of Open GDS jars (also on the classpath): Neo4j registers their {@code gds.*} procedures,
+ * which run unrestricted as GDS asks. Once Bolt accepts connections the launcher writes the state
+ * file (pid, port, whether GDS is on) and prints {@code MMGRAPH_NEO4J_READY <port>}. SIGTERM or
+ * SIGINT shuts the DBMS down cleanly, removes the state file and exits 0; with
+ * {@code --watch-stdin} so does end of input, which is how a parent process that dies in any way
+ * takes the server with it.
  */
 public final class Neo4jLauncher {
     private static final String READY = "MMGRAPH_NEO4J_READY";
@@ -66,12 +70,14 @@ public final class Neo4jLauncher {
                         .strip();
         long pagecache = SettingValueParsers.BYTES.parse(require(opts, "--pagecache"));
         Path state = opts.containsKey("--state-file") ? Path.of(opts.get("--state-file")) : null;
+        Path pluginDir =
+                opts.containsKey("--plugin-dir") ? Path.of(opts.get("--plugin-dir")) : null;
 
         // Neo4j and its libraries may write to stdout; keep it for our one protocol line.
         PrintStream protocol = System.out;
         System.setOut(System.err);
 
-        dbms = new DatabaseManagementServiceBuilder(home)
+        DatabaseManagementServiceBuilder builder = new DatabaseManagementServiceBuilder(home)
                 .setConfig(BoltConnector.enabled, true)
                 .setConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
@@ -79,12 +85,16 @@ public final class Neo4jLauncher {
                 .setConfig(GraphDatabaseSettings.udc_enabled, false)
                 .setConfig(GraphDatabaseSettings.routing_enabled, false)
                 // Netty's default quiet period makes every shutdown wait twice 5 s for nothing.
-                .setConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
-                .build();
+                .setConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0);
+        if (pluginDir != null) {
+            builder.setConfig(GraphDatabaseSettings.plugin_dir, pluginDir.toAbsolutePath())
+                    .setConfig(GraphDatabaseSettings.procedure_unrestricted, List.of("gds.*"));
+        }
+        dbms = builder.build();
 
         setPassword(dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME), password);
         if (state != null) {
-            writeState(state, ProcessHandle.current().pid(), port);
+            writeState(state, ProcessHandle.current().pid(), port, pluginDir != null);
             stateFile = state;
         }
         protocol.println(READY + " " + port);
@@ -114,9 +124,11 @@ public final class Neo4jLauncher {
         }
     }
 
-    private static void writeState(Path stateFile, long pid, int port) throws IOException {
+    private static void writeState(Path stateFile, long pid, int port, boolean gds)
+            throws IOException {
         Path tmp = stateFile.resolveSibling(stateFile.getFileName() + ".tmp");
-        Files.writeString(tmp, "{\"pid\": " + pid + ", \"port\": " + port + "}\n");
+        Files.writeString(
+                tmp, "{\"pid\": " + pid + ", \"port\": " + port + ", \"gds\": " + gds + "}\n");
         Files.move(tmp, stateFile, StandardCopyOption.ATOMIC_MOVE);
     }
 
