@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import neo4j
+import numpy as np
 
+from mmgraph.core.errors import FailedPreconditionError
 from mmgraph.graph.schema import (
     SCHEMA_STATEMENTS,
     check_type_name,
@@ -28,7 +30,7 @@ from mmgraph.graph.vectors import FLOAT32_LE, from_bytes, to_bytes
 log = logging.getLogger(__name__)
 
 
-class StoreError(RuntimeError):
+class StoreError(FailedPreconditionError):
     """A write the store refused; the transaction it was part of was rolled back."""
 
 
@@ -153,6 +155,21 @@ MERGE (a)-[r:%s]->(b)
 ON CREATE SET r.source = $run_id
 SET r += row.props, r.weight = row.weight
 RETURN count(r) AS written
+"""
+
+
+EMB_INDEX = "entity_emb"
+# ``setNodeVectorProperty`` stores a float32 array, which is what the vector index reads.
+_WRITE_EMBEDDINGS = """
+UNWIND $rows AS row
+MATCH (n:Entity {uid: row.uid})
+CALL db.create.setNodeVectorProperty(n, 'emb', row.v)
+SET n.emb_model = $model
+RETURN count(n) AS n
+"""
+_CLEAR_EMBEDDINGS = """
+MATCH (n:Entity) WHERE n.emb IS NOT NULL AND ($model IS NULL OR n.emb_model <> $model)
+CALL (n) { REMOVE n.emb, n.emb_model } IN TRANSACTIONS OF 10000 ROWS
 """
 
 
@@ -281,6 +298,66 @@ class GraphStore:
                 ).single(strict=True)["v"]
             )
 
+    # -- embeddings written back for analysts -----------------------------------------------
+
+    def write_embeddings(
+        self, model_id: str, uids: Sequence[str], vectors: np.ndarray, batch_size: int = 2000
+    ) -> int:
+        """Set ``emb`` (a float32 vector property, the form Neo4j's vector index reads) and
+        ``emb_model`` on the nodes with these uids, in batches; return how many were set."""
+        written = 0
+        for start in range(0, len(uids), batch_size):
+            rows = _Rows(
+                {"uid": uid, "v": vector.tolist()}
+                for uid, vector in zip(
+                    uids[start : start + batch_size],
+                    np.asarray(vectors[start : start + batch_size], dtype=np.float32),
+                    strict=True,
+                )
+            )
+            with self.session() as session:
+                written += session.execute_write(
+                    lambda tx, rows=rows: tx.run(
+                        _WRITE_EMBEDDINGS, rows=rows, model=model_id
+                    ).single(strict=True)["n"]
+                )
+        return written
+
+    def clear_embeddings(self, keep_model: str | None = None) -> None:
+        """Remove ``emb`` from every node whose embedding is not ``keep_model``'s."""
+        with self.session() as session:
+            session.run(_CLEAR_EMBEDDINGS, model=keep_model).consume()
+
+    def ensure_vector_index(self, dimension: int) -> None:
+        """A cosine vector index ``entity_emb`` on ``:Entity(emb)`` of ``dimension`` (recreated
+        when the existing one has another dimension), online before this returns."""
+        dimension = int(dimension)
+        records = self._read(
+            "SHOW INDEXES YIELD name, options WHERE name = $name RETURN options", name=EMB_INDEX
+        )
+        if records:
+            config = (records[0]["options"] or {}).get("indexConfig", {})
+            if config.get("vector.dimensions") == dimension:
+                return
+            self._write(f"DROP INDEX {EMB_INDEX}")
+        self._write(
+            f"CREATE VECTOR INDEX {EMB_INDEX} IF NOT EXISTS FOR (n:Entity) ON (n.emb) "
+            f"OPTIONS {{indexConfig: {{`vector.dimensions`: {dimension}, "
+            "`vector.similarity_function`: 'cosine'}}"
+        )
+        with self.session() as session:
+            session.run("CALL db.awaitIndexes(300)").consume()
+
+    def record_model(self, model_id: str, props: dict[str, Any]) -> None:
+        """Keep a ``:Model {id}`` node with ``props`` and mark it the active one."""
+        self._write(
+            "MERGE (m:Model {id: $id}) SET m += $props, m.promoted = $now, m.active = true "
+            "WITH m MATCH (o:Model) WHERE o.id <> $id SET o.active = false",
+            id=model_id,
+            props=props,
+            now=datetime.now(UTC),
+        )
+
     # -- the ingest audit trail -------------------------------------------------------------
 
     def start_run(self, run_id: str, source: str, **props: Any) -> None:
@@ -311,6 +388,67 @@ class GraphStore:
         records = self._read(
             "MATCH (r:IngestRun) RETURN properties(r) AS r ORDER BY r.started DESC LIMIT $limit",
             limit=limit,
+        )
+        return [r["r"] for r in records]
+
+    # -- reads for the service (display texts, cluster summaries) ---------------------------
+
+    def display_texts(self, node_type: str, length: int = 80) -> dict[str, str]:
+        """Each ``node_type`` node's text cut to ``length`` characters, by uid (text-less nodes
+        are absent): the short display field of the service's answers, read once per model."""
+        records = self._read(
+            "MATCH (n:Entity) WHERE n.type = $type AND n.text IS NOT NULL "
+            "RETURN n.uid AS uid, left(n.text, $length) AS text",
+            type=node_type,
+            length=length,
+        )
+        return {r["uid"]: r["text"] for r in records}
+
+    def common_neighbours(
+        self, groups: dict[str, int], top: int, length: int = 80
+    ) -> dict[int, list[dict[str, Any]]]:
+        """For each group of nodes (``groups`` maps a uid to its group id), the ``top`` nodes
+        most linked to its members per relationship type, either direction, as dicts
+        ``relation, uid, type, display, count`` (most links first); in one query."""
+        records = self._read(
+            "UNWIND $rows AS row "
+            "MATCH (n:Entity {uid: row.uid})-[r]-(m:Entity) "
+            "WITH row.group AS grp, type(r) AS relation, m, count(*) AS links "
+            "ORDER BY links DESC, m.uid "
+            "WITH grp, relation, collect({uid: m.uid, type: m.type, "
+            "display: coalesce(left(m.text, $length), ''), count: links})[..$top] AS best "
+            "RETURN grp, relation, best ORDER BY grp, relation",
+            rows=_Rows({"uid": uid, "group": group} for uid, group in groups.items()),
+            top=top,
+            length=length,
+        )
+        out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for record in records:
+            for neighbour in record["best"]:
+                out[record["grp"]].append({"relation": record["relation"], **neighbour})
+        return dict(out)
+
+    # -- reads for scheduled ingestion (the ledger of ingested files) -----------------------
+
+    def ingested_sha256s(self, sha256s: Iterable[str]) -> dict[str, str]:
+        """Which of these file SHA-256 digests (hex) a run with status ``ok`` or ``partial``
+        ingested, each mapped to the id of the earliest such run. Runs record ``sha256s``; older
+        ones only ``inputs`` entries ending in ``" sha256:<hex>"``, which are matched too."""
+        records = self._read(
+            "UNWIND $hashes AS h "
+            "MATCH (r:IngestRun) WHERE r.status IN ['ok', 'partial'] "
+            "AND (h IN coalesce(r.sha256s, []) "
+            "OR any(i IN coalesce(r.inputs, []) WHERE i ENDS WITH ' sha256:' + h)) "
+            "WITH h, r ORDER BY r.started "
+            "RETURN h, collect(r.id)[0] AS run",
+            hashes=list(sha256s),
+        )
+        return {r["h"]: r["run"] for r in records}
+
+    def running_runs(self) -> list[dict[str, Any]]:
+        """The ingest runs whose status is still ``running``, oldest first, as plain dicts."""
+        records = self._read(
+            "MATCH (r:IngestRun {status: 'running'}) RETURN properties(r) AS r ORDER BY r.started"
         )
         return [r["r"] for r in records]
 

