@@ -1,0 +1,127 @@
+"""The evaluation protocol: one split, the same candidates and seeds for every model.
+
+- Link prediction on the split's held-out test edges, in the graph of train + validation edges:
+  each edge ranked against its fixed row of filtered random and hard negatives (MRR, Hits@1/3/10,
+  realistic ranks), ROC-AUC of all positives against all negatives; MRR against the hard
+  negatives alone is reported beside it.
+- Clustering: k-means on the embeddings of the nodes that have exactly one class through the
+  label relation (which no model ever sees), against those classes (NMI, ARI).
+- Cross-modal retrieval on the held-out retrieval nodes: each node's text alone is the query,
+  the held-out nodes' images alone the candidates (Recall@1/10), for every model that can embed
+  one modality of a node on its own.
+
+A metric that does not apply (no labels, no retrieval nodes, a model that cannot embed one
+modality) is ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+from mmgraph.gnn.metrics import clustering_metrics, ranking_metrics, retrieval_recall, roc_auc
+from mmgraph.gnn.split import EdgeType, HeldOut, LinkSplit
+
+METRICS = ("mrr", "hits@1", "hits@3", "hits@10", "auc", "nmi", "ari", "recall@1", "recall@10")
+
+
+@dataclass
+class Embedder:
+    """What the protocol needs of a model: embed a graph, score links from embeddings, and
+    (optionally) embed nodes from one modality alone."""
+
+    embed: Callable[[HeteroData], dict[str, torch.Tensor]]
+    score: Callable[[dict[str, torch.Tensor], EdgeType, torch.Tensor], torch.Tensor]
+    embed_one: Callable[[str, str, torch.Tensor], torch.Tensor] | None = None
+
+
+def cosine_score(
+    z: dict[str, torch.Tensor], edge_type: EdgeType, index: torch.Tensor
+) -> torch.Tensor:
+    """Cosine similarity of the two ends: the scorer of models without a trained decoder."""
+    a = torch.nn.functional.normalize(z[edge_type[0]][index[0]], dim=1)
+    b = torch.nn.functional.normalize(z[edge_type[2]][index[1]], dim=1)
+    return (a * b).sum(1)
+
+
+def held_out_scores(
+    embedder: Embedder, z: dict[str, torch.Tensor], edge_type: EdgeType, held: HeldOut
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of each held-out edge and of its row of candidates."""
+    with torch.no_grad():
+        pos = embedder.score(z, edge_type, held.edge_index)
+        n, k = held.negatives.shape
+        index = torch.stack([held.edge_index[0].repeat_interleave(k), held.negatives.reshape(-1)])
+        neg = embedder.score(z, edge_type, index).reshape(n, k)
+    return pos.float().cpu().numpy(), neg.float().cpu().numpy()
+
+
+def evaluate(embedder: Embedder, split: LinkSplit, stage: str = "test") -> dict[str, float | None]:
+    """Every metric of the protocol for one model (see the module)."""
+    with torch.no_grad():
+        z = {t: v.detach().cpu() for t, v in embedder.embed(split.graph(stage)).items()}
+    held_out = split.test if stage == "test" else split.val
+    pos, neg, hard_neg = [], [], []
+    for edge_type, held in held_out.items():
+        p, n = held_out_scores(embedder, z, edge_type, held)
+        pos.append(p)
+        neg.append(n)
+        hard = held.hard.numpy()
+        if hard.any(axis=1).all():
+            width = hard.sum(axis=1).min()
+            hard_neg.append((p, np.stack([row[m][:width] for row, m in zip(n, hard, strict=True)])))
+    metrics: dict[str, float | None] = dict.fromkeys(METRICS)
+    ranks = ranking_metrics(np.concatenate(pos), _stack_rows(neg))
+    metrics.update(ranks)
+    metrics["auc"] = roc_auc(np.concatenate(pos), np.concatenate([n.ravel() for n in neg]))
+    metrics["mrr_hard"] = (
+        ranking_metrics(
+            np.concatenate([p for p, _ in hard_neg]), _stack_rows([h for _, h in hard_neg])
+        )["mrr"]
+        if hard_neg
+        else None
+    )
+    metrics.update(_clustering(z, split))
+    metrics.update(_retrieval(embedder, split))
+    return metrics
+
+
+def _stack_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """Stack candidate rows of several edge types, trimmed to the narrowest."""
+    width = min(r.shape[1] for r in rows)
+    return np.concatenate([r[:, :width] for r in rows])
+
+
+def _clustering(z: dict[str, torch.Tensor], split: LinkSplit) -> dict[str, float | None]:
+    scores = []
+    for node_type, y in split.labels.items():
+        labelled = torch.nonzero(y >= 0).flatten()
+        if labelled.numel() < 2 or len(set(y[labelled].tolist())) < 2:
+            continue
+        found = clustering_metrics(
+            z[node_type][labelled].numpy(), y[labelled].numpy(), seed=split.config.seed
+        )
+        scores.append((labelled.numel(), found))
+    if not scores:
+        return {"nmi": None, "ari": None}
+    total = sum(n for n, _ in scores)
+    return {
+        key: float(sum(n * found[key] for n, found in scores) / total) for key in ("nmi", "ari")
+    }
+
+
+def _retrieval(embedder: Embedder, split: LinkSplit) -> dict[str, float | None]:
+    if embedder.embed_one is None or not split.retrieval_nodes:
+        return {"recall@1": None, "recall@10": None}
+    queries, candidates = [], []
+    with torch.no_grad():
+        for node_type, nodes in split.retrieval_nodes.items():
+            store = split.base[node_type]
+            queries.append(embedder.embed_one(node_type, "text", store.text_x[nodes]).cpu())
+            candidates.append(embedder.embed_one(node_type, "image", store.image_x[nodes]).cpu())
+    found = retrieval_recall(torch.cat(queries).numpy(), torch.cat(candidates).numpy())
+    return {"recall@1": found["recall@1"], "recall@10": found["recall@10"]}

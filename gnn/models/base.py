@@ -1,0 +1,272 @@
+"""The one interface every embedding model implements, and the graph description it is built from.
+
+A model is built from a :class:`GraphMeta` (node types, message-passing edge types, modalities and
+their sizes), embeds every node of any :class:`~torch_geometric.data.HeteroData` with that schema
+(the full graph, a sampled mini-batch, or a graph of isolated nodes carrying one modality) and
+scores candidate links with a DistMult decoder. Models are inductive: they hold no per-node
+parameters, so a node unseen in training is embedded from its features and neighbourhood.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from mmgraph.core.errors import InvalidArgumentError
+
+EdgeType = tuple[str, str, str]
+
+MODELS: dict[str, type[EmbeddingModel]] = {}
+"""Every model class by its ``name``; filled as the classes are defined (see
+:mod:`mmgraph.gnn.models`, whose import defines them all)."""
+
+
+class ModelConfigError(InvalidArgumentError):
+    """A model setting, or the graph handed to a model, does not fit the model."""
+
+
+@dataclass(frozen=True)
+class GraphMeta:
+    """The schema a model is built for: node types, message-passing edge types, and per node type
+    the modalities present in the features with their sizes (sorted, so that two exports of the
+    same graph give the same model layout)."""
+
+    node_types: tuple[str, ...]
+    edge_types: tuple[EdgeType, ...]
+    modalities: dict[str, dict[str, int]]
+
+    @classmethod
+    def from_data(cls, data: HeteroData) -> GraphMeta:
+        """Read the schema of ``data``: a modality ``m`` of type ``T`` is a pair of attributes
+        ``data[T][f"{m}_x"]`` (2-d) and ``data[T][f"{m}_mask"]``."""
+        modalities: dict[str, dict[str, int]] = {}
+        for node_type in sorted(data.node_types):
+            store = data[node_type]
+            found = {}
+            for key in store:
+                if key.endswith("_x") and f"{key[:-2]}_mask" in store:
+                    x = store[key]
+                    if x.dim() != 2:
+                        raise ModelConfigError(
+                            f"data[{node_type!r}][{key!r}] must be 2-d, got shape {tuple(x.shape)}"
+                        )
+                    found[key[:-2]] = int(x.size(1))
+            modalities[node_type] = dict(sorted(found.items()))
+        edge_types = tuple(sorted(tuple(et) for et in data.edge_types))
+        return cls(tuple(sorted(data.node_types)), edge_types, modalities)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for a run directory's config)."""
+        return {
+            "node_types": list(self.node_types),
+            "edge_types": [list(et) for et in self.edge_types],
+            "modalities": {t: dict(m) for t, m in self.modalities.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> GraphMeta:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            tuple(raw["node_types"]),
+            tuple(tuple(et) for et in raw["edge_types"]),
+            {t: dict(m) for t, m in raw["modalities"].items()},
+        )
+
+    @property
+    def all_modalities(self) -> tuple[str, ...]:
+        """Every modality name carried by at least one node type, sorted."""
+        return tuple(sorted({m for mods in self.modalities.values() for m in mods}))
+
+
+def edge_key(edge_type: Sequence[str]) -> str:
+    """A module-dict key for an edge type (``ModuleDict`` keys must be strings)."""
+    return "__".join(edge_type)
+
+
+def num_nodes_dict(data: HeteroData, meta: GraphMeta) -> dict[str, int]:
+    """Number of nodes per meta node type in ``data`` (0 for a type the batch does not carry);
+    refuses node types the model was not built for."""
+    unknown = set(data.node_types) - set(meta.node_types)
+    if unknown:
+        raise ModelConfigError(f"data has node types {sorted(unknown)} unknown to the model")
+    return {t: int(data[t].num_nodes or 0) if t in data.node_types else 0 for t in meta.node_types}
+
+
+def homogeneous_edges(
+    data: HeteroData, meta: GraphMeta, num_nodes: Mapping[str, int], device: torch.device
+) -> tuple[Tensor, dict[str, tuple[int, int]]]:
+    """The edges of every edge type of ``data`` in one index space: node types stacked in
+    ``meta.node_types`` order, each edge type's indices shifted by its types' offsets. Returns
+    ``(edge_index, slices)`` with ``slices[T] = (start, end)``, the rows of type ``T``."""
+    slices, start = {}, 0
+    for node_type in meta.node_types:
+        slices[node_type] = (start, start + num_nodes[node_type])
+        start += num_nodes[node_type]
+    parts = []
+    for (src, _, dst), edge_index in data.collect("edge_index", allow_empty=True).items():
+        offset = torch.tensor([[slices[src][0]], [slices[dst][0]]], device=edge_index.device)
+        parts.append((edge_index + offset).to(device))
+    if not parts:
+        return torch.empty(2, 0, dtype=torch.long, device=device), slices
+    return torch.cat(parts, dim=1), slices
+
+
+def stack_types(x_dict: Mapping[str, Tensor], meta: GraphMeta) -> Tensor:
+    """Per-type node features stacked in ``meta.node_types`` order (see
+    :func:`homogeneous_edges`)."""
+    return torch.cat([x_dict[t] for t in meta.node_types], dim=0)
+
+
+def split_homogeneous(out: Tensor, slices: Mapping[str, tuple[int, int]]) -> dict[str, Tensor]:
+    """Per-type rows of a stacked node output (inverse of :func:`stack_types`)."""
+    return {t: out[start:end] for t, (start, end) in slices.items()}
+
+
+def isolated_view(
+    data_or_meta: HeteroData | GraphMeta, node_type: str, modality: str, x: Tensor
+) -> HeteroData:
+    """A graph of ``x.size(0)`` isolated nodes of ``node_type`` with only ``modality`` present
+    (the others zero and masked out); every other node type is empty and every edge type has no
+    edge. Embedding it asks a model "what is this text (or image) alone?"."""
+    meta = (
+        data_or_meta if isinstance(data_or_meta, GraphMeta) else GraphMeta.from_data(data_or_meta)
+    )
+    mods = meta.modalities.get(node_type)
+    if mods is None:
+        raise ModelConfigError(f"node_type {node_type!r} is not one of {list(meta.node_types)}")
+    if modality not in mods:
+        raise ModelConfigError(
+            f"modality {modality!r} is not carried by {node_type!r} (has {list(mods)})"
+        )
+    if x.dim() != 2 or x.size(1) != mods[modality]:
+        raise ModelConfigError(
+            f"x for {node_type}.{modality} must have shape (n, {mods[modality]}), "
+            f"got {tuple(x.shape)}"
+        )
+    view = HeteroData()
+    for t in meta.node_types:
+        n = x.size(0) if t == node_type else 0
+        view[t].num_nodes = n
+        for m, dim in meta.modalities[t].items():
+            if t == node_type and m == modality:
+                view[t][f"{m}_x"] = x
+                view[t][f"{m}_mask"] = torch.ones(n, dtype=torch.bool, device=x.device)
+            else:
+                view[t][f"{m}_x"] = torch.zeros(n, dim, dtype=x.dtype, device=x.device)
+                view[t][f"{m}_mask"] = torch.zeros(n, dtype=torch.bool, device=x.device)
+    for edge_type in meta.edge_types:
+        view[edge_type].edge_index = torch.empty(2, 0, dtype=torch.long, device=x.device)
+    return view
+
+
+class EmbeddingModel(torch.nn.Module):
+    """Embed every node of a heterogeneous multimodal graph and score candidate links.
+
+    Subclasses set ``name`` (registered in :data:`MODELS`) and ``uses_graph`` (whether edges are
+    used), build their layers after calling this ``__init__``, and implement :meth:`forward` and
+    :meth:`reset_parameters`. :meth:`link_logits` defaults to the DistMult decoder of
+    :attr:`decoder`, whose size is :attr:`embedding_dim`.
+
+    Args:
+        meta (GraphMeta): The schema of the graphs the model will embed.
+        target_edge_types (Sequence[Tuple[str, str, str]]): The edge types whose links are scored
+            (one decoder relation each).
+        hidden_channels (int, optional): Hidden size. (default: :obj:`128`)
+        out_channels (int, optional): Embedding size. (default: :obj:`128`)
+        num_layers (int, optional): Number of message-passing (or MLP) layers.
+            (default: :obj:`2`)
+        dropout (float, optional): Dropout probability between layers. (default: :obj:`0.2`)
+    """
+
+    name: ClassVar[str]
+    uses_graph: ClassVar[bool]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is None:
+            return
+        if name in MODELS and MODELS[name] is not cls:
+            raise ModelConfigError(f"model name {name!r} is already taken by {MODELS[name]}")
+        MODELS[name] = cls
+
+    def __init__(
+        self,
+        meta: GraphMeta,
+        target_edge_types: Sequence[Sequence[str]],
+        hidden_channels: int = 128,
+        out_channels: int = 128,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        for arg, value in (
+            ("hidden_channels", hidden_channels),
+            ("out_channels", out_channels),
+            ("num_layers", num_layers),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ModelConfigError(f"{arg} must be a positive integer, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ModelConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not meta.node_types:
+            raise ModelConfigError("meta has no node types")
+        targets = tuple(tuple(et) for et in target_edge_types)
+        if not targets:
+            raise ModelConfigError("target_edge_types must name at least one edge type")
+        for et in targets:
+            if len(et) != 3 or et[0] not in meta.node_types or et[2] not in meta.node_types:
+                raise ModelConfigError(
+                    f"target edge type {et!r} does not join two of {list(meta.node_types)}"
+                )
+        self.meta = meta
+        self.target_edge_types = targets
+        self.hidden_channels = hidden_channels
+        self.out_channels = out_channels
+        self.num_layers = num_layers
+        self.dropout = dropout
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the embeddings :meth:`forward` returns (``out_channels`` unless a model
+        says otherwise)."""
+        return self.out_channels
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live (inputs are moved there)."""
+        return next(self.parameters()).device
+
+    def forward(self, data: HeteroData) -> dict[str, Tensor]:
+        """Node type -> ``(num_nodes, embedding_dim)`` embeddings, for every node type of the
+        model (empty for a type ``data`` does not carry)."""
+        raise NotImplementedError
+
+    def link_logits(
+        self, z: Mapping[str, Tensor], edge_type: Sequence[str], edge_label_index: Tensor
+    ) -> Tensor:
+        """Logits of the links ``edge_label_index`` (row 0 indexes ``z[src]``, row 1
+        ``z[dst]``) of ``edge_type``; shape ``(num_links,)``."""
+        edge_type = tuple(edge_type)
+        return self.decoder(
+            z[edge_type[0]][edge_label_index[0]], z[edge_type[2]][edge_label_index[1]], edge_type
+        )
+
+    def auxiliary_loss(self, data: HeteroData, z: Mapping[str, Tensor]) -> Tensor | None:
+        """An extra training loss to add to the link loss (already weighted), or ``None``."""
+        return None
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return (
+            f"hidden_channels={self.hidden_channels}, out_channels={self.out_channels}, "
+            f"num_layers={self.num_layers}, dropout={self.dropout}"
+        )

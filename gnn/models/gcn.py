@@ -1,0 +1,94 @@
+"""GCN over the homogeneous projection of the heterogeneous graph."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import GCNConv
+
+from mmgraph.gnn.models.base import (
+    EmbeddingModel,
+    GraphMeta,
+    homogeneous_edges,
+    num_nodes_dict,
+    split_homogeneous,
+    stack_types,
+)
+from mmgraph.gnn.models.decoder import DistMultDecoder
+from mmgraph.gnn.models.inputs import ConcatInput
+
+
+class GCN(EmbeddingModel):
+    r"""Graph convolutions from the `"Semi-supervised Classification with Graph Convolutional
+    Networks" <https://arxiv.org/abs/1609.02907>`_ paper over the homogeneous projection of the
+    graph (node and edge types forgotten), on a per-type projection of each node's concatenated
+    modalities and masks (:class:`~mmgraph.gnn.models.inputs.ConcatInput`):
+
+    .. math::
+        \mathbf{H}^{(0)} = \mathrm{ReLU}(\mathrm{ConcatInput}(\mathbf{X})), \qquad
+        \mathbf{H}^{(l+1)} = \sigma\left(\hat{\mathbf{D}}^{-1/2} \hat{\mathbf{A}}
+        \hat{\mathbf{D}}^{-1/2} \mathbf{H}^{(l)} \mathbf{W}^{(l)}\right)
+
+    with :math:`\hat{\mathbf{A}} = \mathbf{A} + \mathbf{I}`, :math:`\sigma` = ReLU and dropout
+    between layers and the identity after the last one.
+
+    Args:
+        meta (GraphMeta): The graph schema.
+        target_edge_types (Sequence[Tuple[str, str, str]]): Edge types scored by the decoder.
+        hidden_channels (int, optional): Hidden size. (default: :obj:`128`)
+        out_channels (int, optional): Embedding size. (default: :obj:`128`)
+        num_layers (int, optional): Number of :class:`~torch_geometric.nn.conv.GCNConv` layers.
+            (default: :obj:`2`)
+        dropout (float, optional): Dropout between layers. (default: :obj:`0.2`)
+        normalize_inputs (bool, optional): L2-normalise each modality before the input
+            projection. (default: :obj:`False`)
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.HeteroData` with the schema of ``meta``
+        - **output:** per node type :math:`(n_t, F_{out})`
+    """
+
+    name = "gcn"
+    uses_graph = True
+
+    def __init__(
+        self,
+        meta: GraphMeta,
+        target_edge_types: Sequence[Sequence[str]],
+        hidden_channels: int = 128,
+        out_channels: int = 128,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        normalize_inputs: bool = False,
+    ) -> None:
+        super().__init__(
+            meta, target_edge_types, hidden_channels, out_channels, num_layers, dropout
+        )
+        self.input = ConcatInput(meta, hidden_channels, normalize=normalize_inputs)
+        self.convs = torch.nn.ModuleList(
+            GCNConv(hidden_channels, out_channels if i == num_layers - 1 else hidden_channels)
+            for i in range(num_layers)
+        )
+        self.decoder = DistMultDecoder(self.target_edge_types, out_channels)
+
+    def reset_parameters(self) -> None:
+        self.input.reset_parameters()
+        for conv in self.convs:
+            conv.reset_parameters()
+        self.decoder.reset_parameters()
+
+    def forward(self, data: HeteroData) -> dict[str, Tensor]:
+        num_nodes = num_nodes_dict(data, self.meta)
+        x_dict = self.input(data, num_nodes)
+        x = stack_types(x_dict, self.meta)
+        edge_index, slices = homogeneous_edges(data, self.meta, num_nodes, x.device)
+        x = F.dropout(x.relu(), p=self.dropout, training=self.training)
+        for i, conv in enumerate(self.convs):
+            x = conv(x, edge_index)
+            if i < len(self.convs) - 1:
+                x = F.dropout(x.relu(), p=self.dropout, training=self.training)
+        return split_homogeneous(x, slices)

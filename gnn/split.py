@@ -1,0 +1,430 @@
+"""Link-prediction splits that cannot leak, and the fixed candidates every model is ranked on.
+
+Guarantees (tested in ``tests/gnn/test_split.py``):
+
+- The label relation (the answer of the clustering evaluation) is in no message-passing graph.
+- The edges of each target relation are split into train / validation / test. An edge and its
+  reverse always fall on the same side: for a relation within one node type, ``a->b`` and
+  ``b->a`` are one undirected pair; every message-passing graph gets a ``rev_<REL>`` edge type
+  built from its own forward edges, so a reverse can never carry a held-out edge.
+- Supervision edges are never in the message-passing graph of their own split: validation edges
+  are predicted over train edges only, test edges over train + validation edges, and in training
+  each epoch draws a disjoint part of the train edges as supervision (:meth:`LinkSplit.train_graph`)
+  and passes messages over the rest.
+- Nodes held out for cross-modal retrieval are excluded from any cross-modal training signal
+  (:attr:`LinkSplit.retrieval_nodes`); their features and links stay in the graph.
+
+Impossible splits (a target relation that is not in the graph, too few edges to hold any out) are
+refused with :class:`SplitError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+from mmgraph.core.errors import InvalidArgumentError
+
+log = logging.getLogger(__name__)
+
+EdgeType = tuple[str, str, str]
+REVERSE_PREFIX = "rev_"
+
+
+class SplitError(InvalidArgumentError):
+    """The requested split cannot be made on this graph."""
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split: target and label relations, ratios, negatives and the seed.
+
+    Args:
+        target_relations: relationship types whose links are predicted (default ``HAS_TAG``).
+        label_relation: the relationship giving each node its class for clustering; removed from
+            every graph a model sees. ``None``: no clustering labels.
+        label_via: a relationship whose source takes its target's class (a skin-tone variant
+            takes its base emoji's), or ``None``.
+        val_ratio, test_ratio: shares of each target relation's edges held out.
+        supervision_ratio: share of the train edges used as supervision in each epoch.
+        num_negatives: random negatives per held-out edge (same node type, filtered).
+        num_hard_negatives: hard negatives per held-out edge: nodes of the true end's type two
+            hops from it (they share a neighbour with it), filtered.
+        retrieval_ratio: share of the nodes with both ``text`` and ``image`` held out for
+            cross-modal retrieval.
+        seed: seeds every random choice of the split.
+    """
+
+    target_relations: tuple[str, ...] = ("HAS_TAG",)
+    label_relation: str | None = "IN_SUBCATEGORY"
+    label_via: str | None = "VARIANT_OF"
+    val_ratio: float = 0.1
+    test_ratio: float = 0.1
+    supervision_ratio: float = 0.3
+    num_negatives: int = 100
+    num_hard_negatives: int = 20
+    retrieval_ratio: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("val_ratio", "test_ratio", "supervision_ratio", "retrieval_ratio"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise SplitError(f"{name} must be in [0, 1), got {value}")
+        if self.val_ratio + self.test_ratio >= 1.0:
+            raise SplitError(
+                f"val_ratio + test_ratio must be below 1, got {self.val_ratio + self.test_ratio}"
+            )
+        if not self.target_relations:
+            raise SplitError("target_relations must name at least one relationship type")
+        if self.label_relation in self.target_relations:
+            raise SplitError(
+                f"the label relation {self.label_relation!r} cannot also be a target relation"
+            )
+        if self.num_negatives < 1 or self.num_hard_negatives < 0:
+            raise SplitError(
+                "num_negatives must be at least 1 and num_hard_negatives at least 0, got "
+                f"{self.num_negatives} and {self.num_hard_negatives}"
+            )
+
+
+@dataclass
+class HeldOut:
+    """Held-out edges of one target edge type with their fixed, filtered candidates.
+
+    ``negatives`` has one row of candidate destinations (node indices) per edge; ``hard``
+    (same shape) marks the hard ones, two hops from the true end.
+    """
+
+    edge_index: torch.Tensor
+    negatives: torch.Tensor
+    hard: torch.Tensor
+
+
+@dataclass
+class LinkSplit:
+    """One split of a graph, shared by every model so one table compares them all."""
+
+    config: SplitConfig
+    base: HeteroData  # every node and its features; the non-target, non-label edges
+    train_edges: dict[EdgeType, torch.Tensor]
+    val: dict[EdgeType, HeldOut]
+    test: dict[EdgeType, HeldOut]
+    labels: dict[str, torch.Tensor] = field(default_factory=dict)  # node type -> class, -1 none
+    label_names: list[str] = field(default_factory=list)
+    retrieval_nodes: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def target_edge_types(self) -> list[EdgeType]:
+        return list(self.train_edges)
+
+    def graph(self, stage: str) -> HeteroData:
+        """The message-passing graph in which ``stage``'s ("val" or "test") edges are
+        predicted: train edges (and, for "test", validation edges) plus all other relations."""
+        if stage not in ("val", "test"):
+            raise SplitError(f"stage must be 'val' or 'test', got {stage!r}")
+        edges = {}
+        for edge_type, train in self.train_edges.items():
+            parts = [train] + ([self.val[edge_type].edge_index] if stage == "test" else [])
+            edges[edge_type] = torch.cat(parts, dim=1)
+        return _with_edges(self.base, edges)
+
+    def full_graph(self) -> HeteroData:
+        """Every edge but the label relation's: what a promoted model embeds."""
+        edges = {
+            edge_type: torch.cat(
+                [train, self.val[edge_type].edge_index, self.test[edge_type].edge_index], dim=1
+            )
+            for edge_type, train in self.train_edges.items()
+        }
+        return _with_edges(self.base, edges)
+
+    def train_graph(
+        self, generator: torch.Generator
+    ) -> tuple[HeteroData, dict[EdgeType, torch.Tensor]]:
+        """One epoch's message-passing graph and its disjoint supervision edges."""
+        mp, supervision = {}, {}
+        for edge_type, edges in self.train_edges.items():
+            order = torch.randperm(edges.size(1), generator=generator)
+            n_sup = max(1, int(round(self.config.supervision_ratio * edges.size(1))))
+            supervision[edge_type] = edges[:, order[:n_sup]]
+            mp[edge_type] = edges[:, order[n_sup:]]
+        return _with_edges(self.base, mp), supervision
+
+    def describe(self) -> dict[str, object]:
+        """The split's shape for reports: seed, ratios, counts per target edge type."""
+        return {
+            "seed": self.config.seed,
+            "target_relations": list(self.config.target_relations),
+            "label_relation": self.config.label_relation,
+            "val_ratio": self.config.val_ratio,
+            "test_ratio": self.config.test_ratio,
+            "negatives": {
+                "random": self.config.num_negatives,
+                "hard": self.config.num_hard_negatives,
+            },
+            "edges": {
+                "/".join(et): {
+                    "train": int(self.train_edges[et].size(1)),
+                    "val": int(self.val[et].edge_index.size(1)),
+                    "test": int(self.test[et].edge_index.size(1)),
+                }
+                for et in self.train_edges
+            },
+            "labelled_nodes": {t: int((y >= 0).sum()) for t, y in self.labels.items()},
+            "retrieval_nodes": {t: int(n.numel()) for t, n in self.retrieval_nodes.items()},
+        }
+
+
+def split_graph(data: HeteroData, config: SplitConfig | None = None) -> LinkSplit:
+    """Split ``data`` (directed edge types as exported) for link prediction (see module)."""
+    config = config or SplitConfig()
+    rng = np.random.default_rng(config.seed)
+    present = {rel for _, rel, _ in data.edge_types}
+    missing = [rel for rel in config.target_relations if rel not in present]
+    if missing:
+        raise SplitError(f"target relation(s) {missing} not in the graph; it has {sorted(present)}")
+    targets = [et for et in data.edge_types if et[1] in config.target_relations]
+    labels, label_names = _labels(data, config)
+    base = HeteroData()
+    for node_type in data.node_types:
+        for key, value in data[node_type].items():
+            base[node_type][key] = value
+        base[node_type].num_nodes = data[node_type].num_nodes
+    kept = {
+        et: data[et].edge_index
+        for et in data.edge_types
+        if et not in targets and et[1] != config.label_relation
+    }
+    for edge_type, edge_index in kept.items():
+        base[edge_type].edge_index = edge_index
+    train, val, test = {}, {}, {}
+    for edge_type in targets:
+        edge_index = _dedupe(data[edge_type].edge_index, symmetric=edge_type[0] == edge_type[2])
+        parts = _partition(edge_index.size(1), config, rng, edge_type)
+        train[edge_type] = edge_index[:, parts[0]]
+        true_links = _links(data[edge_type].edge_index)
+        # Hard negatives: two hops from the true end in the graph the test edges are ranked in.
+        hop_graph = _adjacency(
+            {**kept, edge_type: torch.cat([edge_index[:, parts[0]], edge_index[:, parts[1]]], 1)},
+            data,
+        )
+        val[edge_type] = _held_out(
+            edge_index[:, parts[1]], edge_type, data, true_links, hop_graph, config, rng
+        )
+        test[edge_type] = _held_out(
+            edge_index[:, parts[2]], edge_type, data, true_links, hop_graph, config, rng
+        )
+    retrieval = _retrieval(data, config, rng)
+    for node_type, nodes in retrieval.items():
+        # Models with a cross-modal training term must leave these nodes out of it.
+        exclude = torch.zeros(data[node_type].num_nodes, dtype=torch.bool)
+        exclude[nodes] = True
+        base[node_type].contrastive_exclude = exclude
+    return LinkSplit(config, base, train, val, test, labels, label_names, retrieval)
+
+
+def with_reverse_edges(data: HeteroData) -> HeteroData:
+    """Add ``(D, rev_R, S)`` for every ``(S, R, D)``: PyG's ``ToUndirected`` naming, but kept
+    as separate types even within one node type, so models see the direction."""
+    out = data.clone()
+    for src, rel, dst in list(data.edge_types):
+        if rel.startswith(REVERSE_PREFIX):
+            continue
+        out[dst, f"{REVERSE_PREFIX}{rel}", src].edge_index = data[src, rel, dst].edge_index.flip(0)
+    return out
+
+
+def _with_edges(base: HeteroData, targets: dict[EdgeType, torch.Tensor]) -> HeteroData:
+    data = base.clone()
+    for edge_type, edge_index in targets.items():
+        data[edge_type].edge_index = edge_index
+    return with_reverse_edges(data)
+
+
+def _dedupe(edge_index: torch.Tensor, symmetric: bool) -> torch.Tensor:
+    """Distinct edges; within one node type ``a->b`` and ``b->a`` become one pair, so that an
+    edge and its reverse can only be split together."""
+    pairs = edge_index.t().numpy()
+    if symmetric:
+        pairs = np.sort(pairs, axis=1)
+    return torch.from_numpy(np.unique(pairs, axis=0).T.copy()).long()
+
+
+def _partition(
+    n: int, config: SplitConfig, rng: np.random.Generator, edge_type: EdgeType
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_val, n_test = int(round(config.val_ratio * n)), int(round(config.test_ratio * n))
+    empty = (config.val_ratio and not n_val) or (config.test_ratio and not n_test)
+    if n - n_val - n_test < 2 or empty:
+        raise SplitError(
+            f"{'/'.join(edge_type)} has {n} edge(s): too few to hold out "
+            f"{config.val_ratio:.0%} + {config.test_ratio:.0%} and keep some to train on"
+        )
+    order = rng.permutation(n)
+    return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
+
+
+def _links(edge_index: torch.Tensor) -> set[tuple[int, int]]:
+    return set(zip(edge_index[0].tolist(), edge_index[1].tolist(), strict=True))
+
+
+def _adjacency(edges: dict[EdgeType, torch.Tensor], data: HeteroData) -> dict:
+    """Undirected neighbour sets keyed by (type, index), for two-hop candidates."""
+    neighbours: dict[tuple[str, int], set[tuple[str, int]]] = {}
+    for (src, _, dst), edge_index in edges.items():
+        for a, b in zip(edge_index[0].tolist(), edge_index[1].tolist(), strict=True):
+            neighbours.setdefault((src, a), set()).add((dst, b))
+            neighbours.setdefault((dst, b), set()).add((src, a))
+    return neighbours
+
+
+def _held_out(
+    edge_index: torch.Tensor,
+    edge_type: EdgeType,
+    data: HeteroData,
+    true_links: set[tuple[int, int]],
+    neighbours: dict,
+    config: SplitConfig,
+    rng: np.random.Generator,
+) -> HeldOut:
+    """Fixed candidates per held-out edge: hard negatives first where they exist, random ones
+    for the rest, never a true link. On a graph too small for the configured number, every row
+    gets as many as the poorest source allows (with a warning)."""
+    dst_type = edge_type[2]
+    n_dst = data[dst_type].num_nodes
+    pairs = list(zip(edge_index[0].tolist(), edge_index[1].tolist(), strict=True))
+    linked: dict[int, int] = {}
+    for s, _ in true_links:
+        linked[s] = linked.get(s, 0) + 1
+    width = config.num_negatives + config.num_hard_negatives
+    poorest = min((n_dst - linked.get(s, 0) for s, _ in pairs), default=width)
+    if poorest < 1:
+        raise SplitError(f"{'/'.join(edge_type)}: a source is linked to every {dst_type}")
+    if poorest < width:
+        log.warning(
+            "%s: only %d filtered negatives exist for some edges; using %d per edge, not %d",
+            "/".join(edge_type),
+            poorest,
+            poorest,
+            width,
+        )
+        width = poorest
+    n_hard = min(config.num_hard_negatives, width)
+    negatives = np.empty((len(pairs), width), dtype=np.int64)
+    hard_mask = np.zeros((len(pairs), width), dtype=bool)
+    two_hops: dict[int, list[int]] = {}
+    for row, (s, d) in enumerate(pairs):
+        if d not in two_hops:
+            two_hops[d] = sorted(
+                {
+                    node
+                    for mid in neighbours.get((dst_type, d), ())
+                    for node_type, node in neighbours.get(mid, ())
+                    if node_type == dst_type and node != d
+                }
+            )
+        candidates = [node for node in two_hops[d] if (s, node) not in true_links]
+        hard = rng.choice(candidates, size=min(n_hard, len(candidates)), replace=False).tolist()
+        chosen = set(hard)
+        randoms = _random_negatives(s, width - len(hard), n_dst, true_links, chosen, rng)
+        negatives[row] = randoms[: width - n_hard] + hard + randoms[width - n_hard :]
+        hard_mask[row, width - n_hard : width - n_hard + len(hard)] = True
+    return HeldOut(edge_index, torch.from_numpy(negatives), torch.from_numpy(hard_mask))
+
+
+def _random_negatives(
+    s: int,
+    n: int,
+    n_dst: int,
+    true_links: set[tuple[int, int]],
+    taken: set[int],
+    rng: np.random.Generator,
+) -> list[int]:
+    """``n`` distinct destinations, none a true link of ``s`` nor in ``taken``."""
+    if n_dst <= 4 * (n + len(taken)):
+        pool = [v for v in range(n_dst) if (s, v) not in true_links and v not in taken]
+        return rng.choice(pool, size=n, replace=False).tolist()
+    out: list[int] = []
+    while len(out) < n:
+        for v in rng.integers(0, n_dst, size=2 * n).tolist():
+            if (s, v) not in true_links and v not in taken:
+                taken.add(v)
+                out.append(v)
+                if len(out) == n:
+                    break
+    return out
+
+
+def _labels(data: HeteroData, config: SplitConfig) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Class per node through the label relation (and ``label_via``); -1 for none or several."""
+    if config.label_relation is None:
+        return {}, []
+    label_types = [et for et in data.edge_types if et[1] == config.label_relation]
+    if not label_types:
+        log.warning("label relation %s is not in the graph: no clustering", config.label_relation)
+        return {}, []
+    names: list[str] = []
+    labels: dict[str, torch.Tensor] = {}
+    for src, _, dst in label_types:
+        classes: dict[int, set[int]] = {}
+        offset = len(names)
+        names.extend(f"{dst}:{i}" for i in range(data[dst].num_nodes))
+        edge_index = data[src, config.label_relation, dst].edge_index
+        for a, b in zip(edge_index[0].tolist(), edge_index[1].tolist(), strict=True):
+            classes.setdefault(a, set()).add(offset + b)
+        if config.label_via and (src, config.label_via, src) in data.edge_types:
+            via = data[src, config.label_via, src].edge_index
+            for a, b in zip(via[0].tolist(), via[1].tolist(), strict=True):
+                if a not in classes and b in classes:
+                    classes[a] = classes[b]
+        y = torch.full((data[src].num_nodes,), -1, dtype=torch.long)
+        for node, found in classes.items():
+            if len(found) == 1:
+                y[node] = next(iter(found))
+        labels[src] = y
+    return labels, names
+
+
+def _retrieval(
+    data: HeteroData, config: SplitConfig, rng: np.random.Generator
+) -> dict[str, torch.Tensor]:
+    """Per node type with both text and image, a held-out share of the nodes having both."""
+    out = {}
+    for node_type in data.node_types:
+        store = data[node_type]
+        if "text_mask" not in store or "image_mask" not in store:
+            continue
+        both = torch.nonzero(store.text_mask & store.image_mask).flatten().numpy()
+        n = int(round(config.retrieval_ratio * len(both)))
+        if n >= 2:
+            out[node_type] = torch.from_numpy(np.sort(rng.choice(both, size=n, replace=False)))
+    return out
+
+
+def check_no_leak(split: LinkSplit, graphs: Sequence[HeteroData]) -> None:
+    """Raise :class:`SplitError` if a test edge or its reverse, or the label relation, is in
+    any of ``graphs`` (a guard the training loop runs on the graphs it actually uses)."""
+    for data in graphs:
+        for edge_type in data.edge_types:
+            if edge_type[1] in (
+                split.config.label_relation,
+                f"{REVERSE_PREFIX}{split.config.label_relation}",
+            ):
+                raise SplitError(f"the label relation is in a training graph: {edge_type}")
+        for edge_type, held in split.test.items():
+            held_pairs = _links(held.edge_index)
+            if edge_type[0] == edge_type[2]:
+                held_pairs |= {(b, a) for a, b in held_pairs}
+            src, rel, dst = edge_type
+            for et, flip in ((edge_type, False), ((dst, f"{REVERSE_PREFIX}{rel}", src), True)):
+                if et in data.edge_types:
+                    index = data[et].edge_index
+                    index = index.flip(0) if flip else index
+                    if held_pairs & _links(index):
+                        raise SplitError(f"a test edge of {'/'.join(edge_type)} leaked into {et}")

@@ -1,0 +1,290 @@
+"""Self-supervised link-prediction training of an embedding model on a :class:`LinkSplit`.
+
+Each epoch passes messages over one draw of the train edges and is supervised by the rest
+(:meth:`LinkSplit.train_graph`), with uniformly sampled negatives of the destination type and
+binary cross-entropy, plus the model's auxiliary loss (e.g. MGAT's cross-modal InfoNCE).
+Validation MRR against the split's fixed candidates drives early stopping; the best epoch's
+weights are kept. Full-batch when the graph is small enough, else mini-batches of supervision
+edges over sampled neighbourhoods (:mod:`mmgraph.gnn.sampler`, through PyG's ``LinkLoader``).
+The same code runs on CUDA when torch sees a GPU, else on the CPU; seeds fix every draw.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import HeteroData
+from torch_geometric.loader import LinkLoader, NodeLoader
+
+from mmgraph.core.errors import InvalidArgumentError
+from mmgraph.gnn.metrics import ranking_metrics
+from mmgraph.gnn.models.base import EmbeddingModel
+from mmgraph.gnn.sampler import make_neighbor_sampler
+from mmgraph.gnn.split import EdgeType, HeldOut, LinkSplit, check_no_leak
+
+log = logging.getLogger(__name__)
+
+# Above this many message-passing edges a full-batch epoch is not attempted (memory on CPU).
+FULL_BATCH_MAX_EDGES = 2_000_000
+
+
+class TrainConfigError(InvalidArgumentError):
+    """A training setting out of range."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimiser, stopping, negatives, batching, device and seed.
+
+    Args:
+        epochs: the most epochs to run.
+        lr, weight_decay: Adam's.
+        patience: epochs without a better validation MRR before stopping.
+        negatives: sampled negatives per supervision edge.
+        batch_size: supervision edges per mini-batch; ``None`` chooses full-batch unless the
+            graph has more than ``FULL_BATCH_MAX_EDGES`` message-passing edges.
+        num_neighbors: neighbours sampled per hop and edge type in mini-batch mode.
+        max_seconds: stop after this much training time (a bound for demos), or ``None``.
+        device: ``"cpu"``/``"cuda"``; default CUDA when torch sees one.
+        seed: seeds parameters, epoch draws and negatives.
+    """
+
+    epochs: int = 200
+    lr: float = 0.005
+    weight_decay: float = 0.0
+    patience: int = 20
+    negatives: int = 1
+    batch_size: int | None = None
+    num_neighbors: tuple[int, ...] = (10, 10)
+    max_seconds: float | None = None
+    device: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "patience", "negatives"):
+            if getattr(self, name) < 1:
+                raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise TrainConfigError(f"lr must be positive, got {self.lr}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise TrainConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What training did: the best epoch, its validation MRR, the curve, time and mode."""
+
+    best_epoch: int
+    best_val_mrr: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    mode: str = "full"
+    device: str = "cpu"
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``device`` if given, else CUDA when torch sees a GPU, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def train_model(
+    model: EmbeddingModel,
+    split: LinkSplit,
+    config: TrainConfig | None = None,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``split``; leaves the best epoch's weights in it (in eval mode)."""
+    config = config or TrainConfig()
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    model.reset_parameters()
+    model.to(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    val_graph = split.graph("val")
+    check_no_leak(split, [val_graph])
+    mp_edges = sum(val_graph[et].edge_index.size(1) for et in val_graph.edge_types)
+    mini = config.batch_size is not None or mp_edges > FULL_BATCH_MAX_EDGES
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    result = TrainResult(-1, -1.0, mode="mini" if mini else "full", device=str(device))
+    best_state = copy.deepcopy(model.state_dict())
+    started = time.perf_counter()
+    epoch_fn = _mini_batch_epoch if mini else _full_batch_epoch
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        loss = epoch_fn(model, split, optimizer, generator, config, device)
+        val = validation_mrr(model, split, val_graph, device, config if mini else None)
+        row = {"epoch": epoch, "loss": loss, "val_mrr": val, "seconds": time.perf_counter() - t0}
+        result.history.append(row)
+        if progress is not None:
+            progress(epoch, row)
+        if val > result.best_val_mrr:
+            result.best_epoch, result.best_val_mrr = epoch, val
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch - result.best_epoch >= config.patience:
+            break
+        if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
+            log.info(
+                "stopping after %d epochs: max_seconds %.0f reached", epoch, config.max_seconds
+            )
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _full_batch_epoch(
+    model: EmbeddingModel,
+    split: LinkSplit,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    config: TrainConfig,
+    device: torch.device,
+) -> float:
+    model.train()
+    graph, supervision = split.train_graph(generator)
+    graph = graph.to(device)
+    optimizer.zero_grad()
+    z = model(graph)
+    loss = sum(
+        _link_loss(model, z, edge_type, pos.to(device), graph, config.negatives, generator)
+        for edge_type, pos in supervision.items()
+    )
+    aux = model.auxiliary_loss(graph, z)
+    if aux is not None:
+        loss = loss + aux
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _mini_batch_epoch(
+    model: EmbeddingModel,
+    split: LinkSplit,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    config: TrainConfig,
+    device: torch.device,
+) -> float:
+    """One pass over this epoch's supervision edges in batches over sampled neighbourhoods."""
+    model.train()
+    graph, supervision = split.train_graph(generator)
+    sampler = make_neighbor_sampler(
+        graph,
+        list(config.num_neighbors),
+        seed=int(torch.randint(0, 2**31, (1,), generator=generator)),
+    )
+    total, batches = 0.0, 0
+    for edge_type, pos in supervision.items():
+        loader = LinkLoader(
+            graph,
+            link_sampler=sampler,
+            edge_label_index=(edge_type, pos),
+            batch_size=config.batch_size or 4096,
+            shuffle=True,
+        )
+        for batch in loader:
+            batch = batch.to(device)
+            optimizer.zero_grad()
+            z = model(batch)
+            label_index = batch[edge_type].edge_label_index
+            loss = _link_loss(model, z, edge_type, label_index, batch, config.negatives, generator)
+            aux = model.auxiliary_loss(batch, z)
+            if aux is not None:
+                loss = loss + aux
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            batches += 1
+    return total / max(batches, 1)
+
+
+def _link_loss(
+    model: EmbeddingModel,
+    z: dict[str, torch.Tensor],
+    edge_type: EdgeType,
+    pos: torch.Tensor,
+    graph: HeteroData,
+    negatives: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """BCE of positives against ``negatives`` uniformly drawn destinations per positive."""
+    n_dst = z[edge_type[2]].size(0)
+    src = pos[0].repeat(negatives)
+    dst = torch.randint(0, n_dst, (src.numel(),), generator=generator).to(pos.device)
+    neg = torch.stack([src, dst])
+    pos_logits = model.link_logits(z, edge_type, pos)
+    neg_logits = model.link_logits(z, edge_type, neg)
+    return F.binary_cross_entropy_with_logits(
+        pos_logits, torch.ones_like(pos_logits)
+    ) + F.binary_cross_entropy_with_logits(neg_logits, torch.zeros_like(neg_logits))
+
+
+@torch.no_grad()
+def embed(
+    model: EmbeddingModel,
+    graph: HeteroData,
+    device: torch.device | None = None,
+    config: TrainConfig | None = None,
+) -> dict[str, torch.Tensor]:
+    """Every node's embedding in ``graph`` (in batches over sampled neighbourhoods when
+    ``config`` asks for mini-batches), on the CPU."""
+    model.eval()
+    device = device or next(iter(model.parameters()), torch.empty(0)).device
+    if config is None or config.batch_size is None:
+        return {t: v.cpu() for t, v in model(graph.to(device)).items()}
+    sampler = make_neighbor_sampler(graph, list(config.num_neighbors), seed=config.seed)
+    out: dict[str, torch.Tensor] = {}
+    for node_type in graph.node_types:
+        n = graph[node_type].num_nodes
+        if not n:
+            continue
+        parts = []
+        loader = NodeLoader(
+            graph, node_sampler=sampler, input_nodes=node_type, batch_size=config.batch_size
+        )
+        for batch in loader:
+            z = model(batch.to(device))[node_type]
+            parts.append(z[: batch[node_type].batch_size].cpu())
+        out[node_type] = torch.cat(parts)
+    return out
+
+
+def validation_mrr(
+    model: EmbeddingModel,
+    split: LinkSplit,
+    graph: HeteroData,
+    device: torch.device,
+    config: TrainConfig | None = None,
+) -> float:
+    """Mean MRR over the target edge types of the validation edges against their candidates."""
+    z = embed(model, graph, device, config)
+    scores = [
+        ranking_metrics(*candidate_scores(model, z, edge_type, held))["mrr"]
+        for edge_type, held in split.val.items()
+    ]
+    return float(np.mean(scores))
+
+
+@torch.no_grad()
+def candidate_scores(
+    model: EmbeddingModel, z: dict[str, torch.Tensor], edge_type: EdgeType, held: HeldOut
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of each held-out edge and of its row of candidate negatives."""
+    z = {t: v.to(next(iter(model.parameters())).device) for t, v in z.items()}
+    src, dst = held.edge_index
+    pos = model.link_logits(z, edge_type, held.edge_index.to(next(iter(z.values())).device))
+    n, k = held.negatives.shape
+    neg_index = torch.stack([src.repeat_interleave(k), held.negatives.reshape(-1)])
+    neg = model.link_logits(z, edge_type, neg_index.to(pos.device)).reshape(n, k)
+    return pos.float().cpu().numpy(), neg.float().cpu().numpy()
