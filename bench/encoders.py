@@ -4,12 +4,18 @@ Text: sentences/s of all-MiniLM-L6-v2 on short synthetic sentences. Images: imag
 EfficientNet-Lite0 through onnxruntime (the encoder's path) and eager torch (the exporter), on
 64 px PNGs drawn here or read from ``--images DIR``; the ONNX export is timed into a temporary
 cache, as on a first run. Numbers: rows/s of fit + encode. Runs on the CPU, and on CUDA when torch
-sees a GPU. With ``--emoji``, also the full emoji ingest (both encoders on) into a local Neo4j
+sees a GPU. Text, fp32 against int8 (:class:`Int8TextEncoder`) on the CPU: texts/s on short
+labels (emoji CLDR labels from the dataset cache, fetched if missing) and on ~60-word descriptions
+(generated sentences joined), both variants timed in turns in one run so their ratio is fair on a
+shared machine, and the cosines of the int8 vectors to the fp32 ones (mean, 1st percentile, min).
+With ``--emoji``, also the full emoji ingest (both encoders on) into a local Neo4j
 under a temporary home, split into fetch (into an empty cache folder; npm's own cache may be
 warm), model load, validate, prepare (read + decode images), encode and write. Prints a table
-and writes ``bench/results/encoders.json``.
+and writes ``bench/results/encoders.json`` (with ``--text-variants-only``, only the fp32/int8
+comparison, into ``bench/results/text_variants.json``).
 
     python bench/encoders.py [--sentences 2048] [--images-count 512] [--images DIR] [--emoji]
+                             [--labels 2000] [--descriptions 500] [--text-variants-only]
 """
 
 from __future__ import annotations
@@ -30,14 +36,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
 from mmgraph.graph.local_neo4j import LocalNeo4j
 from mmgraph.graph.store import GraphStore
 from mmgraph.ingest.datasets import EMOJI
-from mmgraph.ingest.encoders import ImageEncoder, NumericEncoder, TextEncoder
+from mmgraph.ingest.encoders import ImageEncoder, Int8TextEncoder, NumericEncoder, TextEncoder
 from mmgraph.ingest.pipeline import Encoders, IngestOptions, ingest
 
 RESULTS = Path(__file__).parent / "results" / "encoders.json"
+TEXT_VARIANTS_RESULTS = RESULTS.with_name("text_variants.json")
 BATCH = 64
 
 SUBJECTS = ["A man", "The old dog", "Two children", "A chef", "My neighbour", "The orchestra"]
@@ -51,6 +58,73 @@ def sentences(n: int) -> list[str]:
     rng = np.random.default_rng(0)
     parts = (SUBJECTS, VERBS, OBJECTS, PLACES)
     return [" ".join(p[rng.integers(len(p))] for p in parts).strip() + "." for _ in range(n)]
+
+
+def descriptions(n: int, words: int = 60) -> list[str]:
+    """``n`` distinct descriptions of about ``words`` words: generated sentences joined."""
+    pool = sentences(n * words // 5)
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(n):
+        picked: list[str] = []
+        while sum(len(s.split()) for s in picked) < words:
+            picked.append(pool[rng.integers(len(pool))])
+        out.append(" ".join(picked))
+    return out
+
+
+def emoji_labels(n: int) -> list[str]:
+    """``n`` distinct emoji labels ("waving hand: light skin tone"), spread over the dataset."""
+    root = EMOJI.fetch(Settings.from_env().cache)
+    labels = list(
+        dict.fromkeys(raw["text"] for _, raw in EMOJI.records(root) if raw.get("type") == "Emoji")
+    )
+    return labels[:: max(1, len(labels) // n)][:n]
+
+
+def bench_text_variants(sets: dict[str, list[str]], repeats: int) -> dict:
+    """Texts/s of the fp32 and int8 text encoders on each set of texts, timed in turns (the best
+    of ``repeats`` each), their ratio, and the cosines of the int8 vectors to the fp32 ones."""
+    fp32, int8 = TextEncoder(device="cpu"), Int8TextEncoder(device="cpu")
+    figures: dict = {"load_s": {}}
+    for name, encoder in (("fp32", fp32), ("int8", int8)):
+        encoder.load()
+        figures["load_s"][name] = encoder.load_seconds
+    for set_name, texts in sets.items():
+        words = np.mean([len(text.split()) for text in texts])
+        best = {"fp32": float("inf"), "int8": float("inf")}
+        vectors = {}
+        for encoder in (fp32, int8):
+            encoder.encode(texts[:BATCH], batch_size=BATCH)
+        for _ in range(repeats):
+            for name, encoder in (("fp32", fp32), ("int8", int8)):
+                started = time.perf_counter()
+                vectors[name] = encoder.encode(texts, batch_size=BATCH)
+                best[name] = min(best[name], time.perf_counter() - started)
+        cosines = np.sum(vectors["fp32"] * vectors["int8"], axis=1)
+        figures[set_name] = {
+            "texts": len(texts),
+            "mean_words": float(words),
+            "fp32_texts_per_s": len(texts) / best["fp32"],
+            "int8_texts_per_s": len(texts) / best["int8"],
+            "speedup": best["fp32"] / best["int8"],
+            "cosine_mean": float(cosines.mean()),
+            "cosine_p1": float(np.percentile(cosines, 1)),
+            "cosine_min": float(cosines.min()),
+        }
+    return figures
+
+
+def print_text_variants(figures: dict) -> None:
+    columns = ["fp32_texts_per_s", "int8_texts_per_s", "speedup"]
+    columns += ["cosine_mean", "cosine_p1", "cosine_min"]
+    print(f"{'text set':<14}{'n':>6}{'words':>7}" + "".join(f"{c[:16]:>18}" for c in columns))
+    for name, row in figures.items():
+        if name == "load_s":
+            continue
+        digits = {"speedup": 2, "cosine_mean": 4, "cosine_p1": 4, "cosine_min": 4}
+        cells = "".join(f"{row[c]:>18,.{digits.get(c, 1)}f}" for c in columns)
+        print(f"{name:<14}{row['texts']:>6}{row['mean_words']:>7.1f}{cells}")
 
 
 def drawn_pngs(n: int, size: int = 64) -> list[bytes]:
@@ -165,8 +239,31 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=Path, help="a folder of PNG/JPEG files to encode")
     parser.add_argument("--emoji", action="store_true", help="also time the full emoji ingest")
+    parser.add_argument("--labels", type=int, default=2000)
+    parser.add_argument("--descriptions", type=int, default=500)
+    parser.add_argument(
+        "--text-variants-only", action="store_true", help="only compare fp32 and int8 text"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+
+    load_before = os.getloadavg()[0]
+    text_sets = {
+        "labels": emoji_labels(args.labels),
+        "descriptions": descriptions(args.descriptions),
+    }
+    text_variants = bench_text_variants(text_sets, args.repeats)
+    print_text_variants(text_variants)
+    text_variants["load_average_1m"] = {"before": load_before, "after": os.getloadavg()[0]}
+    # torch's OpenMP threads spin while they wait unless this says PASSIVE: on a busy CPU that
+    # alone made fp32 3-5x slower here (onnxruntime's own threads are told not to spin).
+    text_variants["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
+    text_variants["torch_threads"] = torch.get_num_threads()
+    print(f"load average before/after: {load_before:.2f} {os.getloadavg()[0]:.2f}\n")
+    if args.text_variants_only:
+        TEXT_VARIANTS_RESULTS.parent.mkdir(exist_ok=True)
+        TEXT_VARIANTS_RESULTS.write_text(json.dumps(text_variants, indent=2))
+        return
 
     texts = sentences(args.sentences)
     images = (
@@ -186,6 +283,7 @@ def main() -> None:
         "images": len(images),
         "image_source": str(args.images) if args.images else "drawn 64 px RGBA PNGs",
         "numeric_rows_per_s": bench_numeric(100_000),
+        "text_variants_cpu": text_variants,
         "devices": by_device,
         "torch_threads": torch.get_num_threads(),
         "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},

@@ -46,15 +46,17 @@ from typing import Any, Literal
 import numpy as np
 from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
+from mmgraph.core.config import Settings
 from mmgraph.core.errors import InvalidArgumentError, MmgraphError
 from mmgraph.graph.schema import encoder_property, vector_property
 from mmgraph.graph.store import GraphStore, NodeRow, NodeState, RelRow
 from mmgraph.ingest.encoders import (
+    Encoder,
     ImageDecodeError,
     ImageEncoder,
     NumericEncoder,
     PrecomputedEncoder,
-    TextEncoder,
+    make_text_encoder,
 )
 from mmgraph.ingest.encoders.image import DEFAULT_MAX_PIXELS
 from mmgraph.ingest.readers import RawRecord, check_file, read_records
@@ -151,14 +153,17 @@ class IngestResult:
 
 @dataclass
 class Encoders:
-    """The encoders a run may use, created on first need and kept for later runs."""
+    """The encoders a run may use, created on first need and kept for later runs; the text
+    encoder is the settings' choice (``MMGRAPH_TEXT_ENCODER``: fp32 or int8), on the settings'
+    device."""
 
-    text: TextEncoder | None = None
+    text: Encoder | None = None
     image: ImageEncoder | None = None
 
-    def text_encoder(self) -> TextEncoder:
+    def text_encoder(self) -> Encoder:
         if self.text is None:
-            self.text = TextEncoder()
+            settings = Settings.from_env()
+            self.text = make_text_encoder(settings.text_encoder, settings.device)
         return self.text
 
     def image_encoder(self) -> ImageEncoder:

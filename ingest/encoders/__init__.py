@@ -7,17 +7,27 @@ from mmgraph.ingest.encoders.base import Encoder, EncoderError
 from mmgraph.ingest.encoders.image import ImageDecodeError, ImageEncoder, decode_image
 from mmgraph.ingest.encoders.numeric import NotFittedError, NumericEncoder
 from mmgraph.ingest.encoders.precomputed import PrecomputedEncoder, VectorShapeError
-from mmgraph.ingest.encoders.text import TextEncoder
+from mmgraph.ingest.encoders.text import (
+    Int8TextEncoder,
+    TextEncoder,
+    TextEncoderKind,
+    TextEncoderKindError,
+    make_text_encoder,
+)
 
 __all__ = [
     "Encoder",
     "EncoderError",
     "ImageDecodeError",
     "ImageEncoder",
+    "Int8TextEncoder",
     "NotFittedError",
     "NumericEncoder",
     "PrecomputedEncoder",
     "TextEncoder",
+    "TextEncoderKind",
+    "TextEncoderKindError",
     "VectorShapeError",
     "decode_image",
+    "make_text_encoder",
 ]
