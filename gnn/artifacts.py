@@ -5,14 +5,22 @@ shape), ``weights.safetensors`` (the model's ``state_dict``, or a closed-form mo
 ``embeddings.safetensors`` (per space and node type) and ``history.json`` (training curve).
 Loading never unpickles anything: tensors come from safetensors, the rest from JSON. The promoted
 run is named by ``models/ACTIVE``, replaced atomically.
+
+Nodes added to the graph after training get embeddings from the run's model without retraining
+(:mod:`mmgraph.gnn.inductive`); :func:`append_nodes` keeps them in the run directory's overlay
+``fresh.safetensors`` (the appended rows; uids and a version in its header), replaced atomically.
+A loaded :class:`ModelRun` appends the overlay's nodes after the trained ones (so trained rows keep
+their numbers); :attr:`ModelRun.trained_uids` are the nodes it was trained on.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file as load_torch
@@ -33,6 +42,7 @@ from mmgraph.gnn.models.base import GraphMeta, isolated_view
 EdgeType = tuple[str, str, str]
 ACTIVE = "ACTIVE"
 FUSED = "fused"
+FRESH = "fresh.safetensors"
 
 
 class RunNotFoundError(NotFoundError):
@@ -43,8 +53,16 @@ class NoModelError(FailedPreconditionError):
     """No run is trained or promoted yet."""
 
 
+class UnknownModelKindError(FailedPreconditionError):
+    """A run made by a model this version of mmgraph does not have."""
+
+
 class QueryEmbeddingError(InvalidArgumentError):
     """A query the run cannot embed (an unknown node type, modality or space)."""
+
+
+class FreshNodesError(InvalidArgumentError):
+    """Nodes to append that do not fit the run (an unknown node type or space, ragged rows)."""
 
 
 def models_dir(home: Path) -> Path:
@@ -119,10 +137,15 @@ class ModelRun:
         self.created: str = info["created"]
         self.config: dict[str, Any] = info["config"]
         self.metrics: dict[str, Any] = info["metrics"]
-        self.uids: dict[str, list[str]] = info["uids"]
+        self.trained_uids: dict[str, list[str]] = info["uids"]
         self.spaces: tuple[str, ...] = tuple(info["spaces"])
         self.relations: tuple[EdgeType, ...] = tuple(tuple(r) for r in info["relations"])
         self.meta = GraphMeta.from_dict(info["meta"])
+        self._fresh = read_fresh(path)
+        self.uids: dict[str, list[str]] = {
+            t: uids + self._fresh.uids.get(t, []) for t, uids in self.trained_uids.items()
+        }
+        self._base: dict[str, np.ndarray] | None = None
         self._tensors: dict[str, np.ndarray] | None = None
         self._network: Any = None
         self._lock = threading.Lock()
@@ -134,10 +157,27 @@ class ModelRun:
     def history(self) -> list[dict[str, float]]:
         return json.loads((self.path / "history.json").read_text())
 
+    @property
+    def fresh_version(self) -> int:
+        """The version of the overlay of appended nodes this object holds (0: none)."""
+        return self._fresh.version
+
+    def refreshed(self) -> ModelRun:
+        """This run with the nodes appended to its overlay since it was loaded (the loaded
+        embeddings and network are shared, not read again); ``self`` when there are none."""
+        if fresh_version(self.path) == self.fresh_version:
+            return self
+        run = ModelRun(self.path)
+        with self._lock:
+            run._base, run._network = self._base, self._network
+        return run
+
     def _arrays(self) -> dict[str, np.ndarray]:
         with self._lock:
             if self._tensors is None:
-                self._tensors = load_numpy(str(self.path / "embeddings.safetensors"))
+                if self._base is None:
+                    self._base = load_numpy(str(self.path / "embeddings.safetensors"))
+                self._tensors = _merge(self._base, self._fresh.tensors)
             return self._tensors
 
     def _check_space(self, space: str) -> None:
@@ -257,12 +297,132 @@ def _load_network(run: ModelRun) -> _Network:
         return net
     cls = MODELS.get(run.model)
     if cls is None:
-        raise RunNotFoundError(f"run {run.run_id} was made by an unknown model {run.model!r}")
+        raise UnknownModelKindError(
+            f"run {run.run_id} was made by a model this version does not know: {run.model!r}"
+        )
     model = cls(run.meta, list(run.relations), **run.config.get("model_options", {}))
     model.load_state_dict(load_torch(path))
     model.eval()
     net.model = model
     return net
+
+
+@dataclass(frozen=True)
+class FreshNodes:
+    """A run's overlay: the appended nodes' uids per type and their rows of every array (keys
+    as in ``embeddings.safetensors``; ``<space>/<type>/rows`` number rows of the merged uids)."""
+
+    version: int = 0
+    uids: dict[str, list[str]] = field(default_factory=dict)
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def read_fresh(path: Path) -> FreshNodes:
+    """The overlay of the run directory ``path`` (empty when nothing was appended)."""
+    file = Path(path) / FRESH
+    if not file.is_file():
+        return FreshNodes()
+    with safe_open(str(file), framework="np") as f:
+        header = f.metadata() or {}
+        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (a file)
+    return FreshNodes(int(header.get("version", 0)), json.loads(header.get("uids", "{}")), tensors)
+
+
+def fresh_version(path: Path) -> int:
+    """The overlay's version, read from its header alone (0 when there is none): cheap enough
+    to poll."""
+    file = Path(path) / FRESH
+    if not file.is_file():
+        return 0
+    with safe_open(str(file), framework="np") as f:
+        return int((f.metadata() or {}).get("version", 0))
+
+
+def append_nodes(
+    run: ModelRun,
+    uids: dict[str, list[str]],
+    raw: dict[str, np.ndarray],
+    spaces: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+) -> int:
+    """Append nodes embedded after training to ``run``'s overlay; return how many were new.
+
+    Shapes as in :class:`RunRecord`: ``raw[type]`` has one row per ``uids[type]``; ``spaces``
+    maps space -> type -> ``(unit rows, rows into uids[type])``. Nodes the run (or its overlay)
+    already has are skipped, so appending twice is harmless. The overlay is rewritten to a
+    temporary file and renamed over the old one under a lock, so readers see all or nothing.
+    """
+    unknown = sorted(set(uids) - set(run.trained_uids))
+    if unknown:
+        raise FreshNodesError(f"run {run.run_id} has no node type(s) {unknown}")
+    bad = sorted(set(spaces) - set(run.spaces))
+    if bad:
+        raise FreshNodesError(f"run {run.run_id} has no space(s) {bad}; it has {list(run.spaces)}")
+    for node_type, names in uids.items():
+        if len(raw[node_type]) != len(names):
+            raise FreshNodesError(
+                f"raw[{node_type!r}] has {len(raw[node_type])} rows for {len(names)} uids"
+            )
+    with _locked(run.path / ".fresh.lock"):
+        current = read_fresh(run.path)
+        tensors = dict(current.tensors)
+        merged = {t: list(names) for t, names in current.uids.items()}
+        added = 0
+        for node_type, names in uids.items():
+            known = set(run.trained_uids[node_type]) | set(merged.get(node_type, []))
+            keep = []
+            for i, uid in enumerate(names):
+                if uid not in known:
+                    known.add(uid)
+                    keep.append(i)
+            if not keep:
+                continue
+            start = len(run.trained_uids[node_type]) + len(merged.get(node_type, []))
+            local = np.full(len(names), -1, dtype=np.int64)
+            local[keep] = np.arange(len(keep))
+            merged.setdefault(node_type, []).extend(names[i] for i in keep)
+            _extend(tensors, f"raw/{node_type}", np.asarray(raw[node_type])[keep])
+            for space, per_type in spaces.items():
+                if node_type not in per_type:
+                    continue
+                emb, rows = per_type[node_type]
+                rows = local[np.asarray(rows, dtype=np.int64)]
+                chosen = rows >= 0
+                if chosen.any():
+                    _extend(tensors, f"{space}/{node_type}", np.asarray(emb)[chosen])
+                    _extend(tensors, f"{space}/{node_type}/rows", start + rows[chosen])
+            added += len(keep)
+        if added:
+            tmp = run.path / f".{FRESH}.{os.getpid()}"
+            header = {"version": str(current.version + 1), "uids": json.dumps(merged)}
+            save_numpy(tensors, str(tmp), metadata=header)
+            tmp.replace(run.path / FRESH)
+    return added
+
+
+def _extend(tensors: dict[str, np.ndarray], key: str, rows: np.ndarray) -> None:
+    dtype = np.int64 if key.endswith("/rows") else np.float32
+    rows = np.asarray(rows, dtype=dtype)
+    tensors[key] = np.ascontiguousarray(
+        np.concatenate([tensors[key], rows]) if key in tensors else rows
+    )
+
+
+def _merge(base: dict[str, np.ndarray], fresh: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The trained arrays with the overlay's rows appended (unchanged arrays are not copied)."""
+    merged = dict(base)
+    for key, rows in fresh.items():
+        merged[key] = np.concatenate([base[key], rows]) if key in base else rows
+    return merged
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def load_run(home: Path, run_id: str | None = None) -> ModelRun:
@@ -282,7 +442,12 @@ def load_run(home: Path, run_id: str | None = None) -> ModelRun:
 def list_runs(home: Path) -> list[ModelRun]:
     """Every complete run under ``home``, newest first."""
     root = models_dir(home)
-    runs = [ModelRun(p) for p in root.glob("*") if (p / "run.json").is_file()]
+    # A run being saved lives in a dot-folder until it is complete.
+    runs = [
+        ModelRun(p)
+        for p in (root.iterdir() if root.is_dir() else ())
+        if not p.name.startswith(".") and (p / "run.json").is_file()
+    ]
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 
@@ -296,7 +461,7 @@ def set_active_run(home: Path, run_id: str) -> None:
     """Promote ``run_id`` (atomically: a temporary file renamed over the marker)."""
     load_run(home, run_id)
     marker = models_dir(home) / ACTIVE
-    tmp = marker.with_name(f".{ACTIVE}.{os.getpid()}")
+    tmp = marker.with_name(f".{ACTIVE}.{os.getpid()}.{threading.get_ident()}")
     tmp.write_text(run_id)
     tmp.replace(marker)
 

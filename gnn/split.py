@@ -20,6 +20,7 @@ refused with :class:`SplitError`.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -232,7 +233,7 @@ def split_graph(data: HeteroData, config: SplitConfig | None = None) -> LinkSpli
 def with_reverse_edges(data: HeteroData) -> HeteroData:
     """Add ``(D, rev_R, S)`` for every ``(S, R, D)``: PyG's ``ToUndirected`` naming, but kept
     as separate types even within one node type, so models see the direction."""
-    out = data.clone()
+    out = copy.copy(data)  # shares the feature tensors: a clone would copy them every epoch
     for src, rel, dst in list(data.edge_types):
         if rel.startswith(REVERSE_PREFIX):
             continue
@@ -241,7 +242,7 @@ def with_reverse_edges(data: HeteroData) -> HeteroData:
 
 
 def _with_edges(base: HeteroData, targets: dict[EdgeType, torch.Tensor]) -> HeteroData:
-    data = base.clone()
+    data = copy.copy(base)
     for edge_type, edge_index in targets.items():
         data[edge_type].edge_index = edge_index
     return with_reverse_edges(data)

@@ -14,7 +14,7 @@ from neo4j.exceptions import AuthError, ServiceUnavailable
 from rich.console import Console
 from rich.table import Table
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
 from mmgraph.graph.connection import ConfigurationError, open_store
 from mmgraph.graph.local_neo4j import (
     LocalNeo4j,
@@ -32,12 +32,18 @@ from mmgraph.ingest.datasets import (
 )
 from mmgraph.ingest.pipeline import IngestError, IngestOptions, IngestResult, ingest, ingest_files
 from mmgraph.ingest.readers import UnsupportedFileError
+from mmgraph.ingest.scheduled import run_scheduled
+from mmgraph.service.commands import demo, models, query, serve
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 neo4j_app = typer.Typer(help="The local Neo4j (used when NEO4J_URI is unset).")
 datasets_app = typer.Typer(help="Real public datasets that ship in registry packages.")
 app.add_typer(neo4j_app, name="neo4j")
 app.add_typer(datasets_app, name="datasets")
+models.register(app)
+serve.register(app)
+query.register(app)
+demo.register(app)
 
 console = Console(stderr=True)
 # Errors a person can act on: printed as one line, exit code 1, no traceback.
@@ -88,6 +94,14 @@ def ingest_command(
     dataset: Annotated[
         str | None, typer.Option(help=f"Ingest a dataset by name: {', '.join(DATASETS)}.")
     ] = None,
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-dir",
+            help="A drop folder: ingest the files that arrived since the last run, then exit "
+            "(for cron / systemd timers; see docs/scheduling.md).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Records per write transaction.")] = 2000,
     text: Annotated[bool, typer.Option(help="Encode the text modality.")] = True,
     images: Annotated[bool, typer.Option(help="Encode the image modality.")] = True,
@@ -95,16 +109,27 @@ def ingest_command(
 ) -> None:
     """Validate, encode and write records as one audited run; bad records go to quarantine.
 
-    Exit code: 0 ok, 3 partial (some records quarantined), 1 failed.
+    Exit code: 0 ok, 3 partial (some records quarantined), 1 failed; with --from-dir also 75
+    (another run holds the folder's lock, or the database is unavailable: try again later).
     """
-    if bool(paths) == bool(dataset):
-        raise typer.BadParameter("give either PATHS or --dataset, not both or neither")
+    if sum(map(bool, (paths, dataset, from_dir))) != 1:
+        raise typer.BadParameter("give exactly one of PATHS, --dataset or --from-dir")
     settings = Settings.from_env()
+    if from_dir is not None:
+        folder, code = run_scheduled(
+            settings, from_dir, batch_size=batch_size, encode_text=text, encode_images=images
+        )
+        if as_json:
+            _emit(folder.to_json())
+        else:
+            _report_folder(folder.to_json())
+        raise typer.Exit(code)
     options = IngestOptions(
         quarantine_dir=settings.home / "quarantine",
         batch_size=batch_size,
         encode_text=text,
         encode_images=images,
+        max_image_pixels=settings.max_image_pixels,
     )
     try:
         with open_store(settings) as store:
@@ -126,6 +151,37 @@ def ingest_command(
         raise typer.Exit(1)
     if result.status == "partial":
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _report_folder(report: dict[str, Any]) -> None:
+    table = Table(
+        "file",
+        "outcome",
+        "run",
+        "nodes",
+        "relationships",
+        "quarantined",
+        "reason",
+        title=f"drop folder {report['folder']}",
+    )
+    for row in report["files"]:
+        table.add_row(
+            *(
+                str(row.get(k) or "")
+                for k in (
+                    "file",
+                    "outcome",
+                    "run_id",
+                    "nodes_written",
+                    "relationships_written",
+                    "quarantined",
+                    "reason",
+                )
+            )
+        )
+    Console().print(table)
+    if report.get("stopped"):
+        console.print(f"[yellow]stopped:[/yellow] {report['stopped']}: {report.get('error')}")
 
 
 def _dataset(name: str) -> Dataset:
@@ -190,13 +246,22 @@ def runs(
 
 
 @neo4j_app.command("start")
-def neo4j_start(as_json: JsonOption = False) -> None:
+def neo4j_start(
+    gds: Annotated[
+        bool, typer.Option("--gds", help="Load Graph Data Science (FastRP, Louvain, ...).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Start the local Neo4j in the background (it keeps running after this command)."""
     settings = Settings.from_env()
     with _user_errors():
         server = running_server(settings.home)
+        if server is not None and gds and not server.gds:
+            raise typer.BadParameter(
+                "a local Neo4j without GDS already runs: `mmgraph neo4j stop` first"
+            )
         if server is None:
-            LocalNeo4j.from_settings(settings).start(detach=True)
+            LocalNeo4j.from_settings(settings, gds=gds).start(detach=True)
             server = running_server(settings.home)
     _report_server(settings, server, as_json)
 
@@ -225,6 +290,7 @@ def _report_server(settings: Settings, server: Any, as_json: bool) -> None:
         "running": server is not None,
         "uri": server.uri if server else None,
         "pid": server.pid if server else None,
+        "gds": server.gds if server else None,
         "home": str(settings.home),
     }
     if as_json:

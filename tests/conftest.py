@@ -23,6 +23,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: Path(str(item.fspath)).name not in OWN_SERVER_MODULES)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """Tests run tiny tensors: a second torch thread only adds contention (tiny models ran 50x
+    slower with two threads on the shared 2-core machine)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings with a temporary home and the real (shared) download cache."""

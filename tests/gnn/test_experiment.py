@@ -64,7 +64,7 @@ def split():
 @pytest.mark.parametrize("model", MODEL_NAMES)
 def test_each_model_beats_random_ranking_clearly(split, model: str, tmp_path: Path) -> None:
     link_split, uids = split
-    config = TrainConfig(epochs=40, patience=40, seed=0)
+    config = TrainConfig(epochs=25, patience=25, seed=0)
     result = run_experiment(
         model=model,
         split=link_split,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from mmgraph.graph.config import Settings
+from mmgraph.core.config import Settings
 from mmgraph.graph.store import GraphStore
 from mmgraph.service.cli import app
 
@@ -82,3 +82,23 @@ def test_user_errors_print_one_line_and_exit_1(env: Settings, tmp_path: Path) ->
         "quarantine_file": None,
     }
     assert runner.invoke(app, ["ingest", "--dataset", "nope"]).exit_code == 2
+
+
+def test_ingest_from_dir_takes_each_file_once(
+    env: Settings, store: GraphStore, tmp_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    _write(drop / "a.jsonl", [{"uid": "p:1", "type": "Product"}])
+    first = runner.invoke(app, ["ingest", "--from-dir", str(drop), "--json", "--no-text"])
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert [f["outcome"] for f in report["files"]] == ["ingested"]
+    assert (drop / "done" / "a.jsonl").exists()
+    _write(drop / "a.jsonl", [{"uid": "p:1", "type": "Product"}])
+    _write(drop / "b.jsonl", [{"uid": "p:2", "type": "Product"}])
+    second = json.loads(runner.invoke(app, ["ingest", "--from-dir", str(drop), "--json"]).stdout)
+    outcomes = {Path(f["file"]).name: f["outcome"] for f in second["files"]}
+    assert outcomes == {"a.jsonl": "skipped", "b.jsonl": "ingested"}
+    assert store.counts().nodes == {"Product": 2}
+    assert runner.invoke(app, ["ingest", "--from-dir", str(drop), "x.jsonl"]).exit_code == 2

@@ -6,8 +6,6 @@ arguments (PyKEEN's ``tests/cases.py`` habit); model-specific checks go beside i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import pytest
@@ -98,18 +96,6 @@ def link_loss(model: EmbeddingModel, data: HeteroData, negatives: dict) -> torch
     return loss if extra is None else loss + extra
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread: on these tiny tensors a second thread only adds contention
-    (50x slower measured on the shared 2-core machine under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class ModelCase:
     """Checks every :class:`EmbeddingModel` must pass; subclasses set ``cls`` and ``kwargs``."""
 
@@ -119,11 +105,6 @@ class ModelCase:
     #: without message passing cannot tell the featureless categories apart, so half of the
     #: toy loss stays near log 2 for them)
     max_loss_ratio: ClassVar[float] = 0.85
-
-    @pytest.fixture(autouse=True)
-    def _single_thread(self) -> Iterator[None]:
-        with one_torch_thread():
-            yield
 
     def make(self, data: HeteroData | None = None, **overrides: Any) -> EmbeddingModel:
         torch.manual_seed(0)

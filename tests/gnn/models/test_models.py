@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -12,13 +10,7 @@ from mmgraph.gnn.models import GCN, HGT, MGAT, MODELS, GraphMeta, ModelConfigErr
 from mmgraph.gnn.models.decoder import DistMultDecoder
 
 from . import cases
-from .cases import TARGETS, one_torch_thread, toy_graph
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
+from .cases import TARGETS, toy_graph
 
 
 class TestGCN(cases.ModelCase):

@@ -1,0 +1,71 @@
+"""``mmgraph train``, ``models list`` and ``models promote`` on the real local Neo4j: a promoted
+run's embeddings answer Neo4j's own vector index in Cypher."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from mmgraph.core.config import Settings
+from mmgraph.graph.store import GraphStore, NodeRow, RelRow
+from mmgraph.service.cli import app
+
+runner = CliRunner()
+
+
+def _graph(store: GraphStore) -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 8)).astype(np.float32)
+    items = [
+        NodeRow(
+            f"i:{i}",
+            "Item",
+            {"text": f"item {i}"},
+            {"text": (centres[i % 2] + 0.3 * rng.normal(size=8).astype(np.float32), "t@1")},
+        )
+        for i in range(30)
+    ]
+    tags = [NodeRow(f"t:{j}", "Tag", {}, {"text": (centres[j % 2], "t@1")}) for j in range(6)]
+    rels = [
+        RelRow(f"i:{i}", f"t:{(i % 2) + 2 * k}", "HAS_TAG") for i in range(30) for k in range(3)
+    ]
+    store.write_batch(items + tags, rels, "test")
+
+
+def test_train_promote_and_query_the_vector_index_in_cypher(
+    env: Settings, store: GraphStore
+) -> None:
+    _graph(store)
+    trained = runner.invoke(app, ["train", "--model", "early", "--epochs", "3", "--json"])
+    assert trained.exit_code == 0, trained.output
+    run = json.loads(trained.stdout)
+    assert run["model"] == "early" and run["metrics"]["mrr"] > 0
+
+    listed = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)
+    assert [r["run_id"] for r in listed["runs"]] == [run["run_id"]]
+    assert listed["runs"][0]["active"] is False
+
+    promoted = runner.invoke(app, ["models", "promote", run["run_id"], "--json"])
+    assert promoted.exit_code == 0, promoted.output
+    assert json.loads(promoted.stdout)["embeddings_written"] == 36
+
+    with store.session() as session:
+        model = session.run("MATCH (m:Model {active: true}) RETURN m.id AS id").single()
+        assert model["id"] == run["run_id"]
+        vector = session.run("MATCH (n:Entity {uid: 'i:0'}) RETURN n.emb AS v").single()["v"]
+        hits = session.run(
+            "CALL db.index.vector.queryNodes('entity_emb', 5, $v) YIELD node, score "
+            "RETURN node.uid AS uid, score",
+            v=vector,
+        ).data()
+    assert hits[0]["uid"] == "i:0" and hits[0]["score"] > 0.99
+    assert len(hits) == 5
+    assert json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)["runs"][0]["active"]
+
+
+def test_promoting_an_unknown_run_is_not_found(env: Settings) -> None:
+    result = runner.invoke(app, ["models", "promote", "nope"])
+    assert result.exit_code == 4
+    assert "no model run 'nope'" in result.output
