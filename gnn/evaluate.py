@@ -25,6 +25,7 @@ from torch_geometric.data import HeteroData
 
 from mmgraph.gnn.metrics import clustering_metrics, ranking_metrics, retrieval_recall, roc_auc
 from mmgraph.gnn.split import EdgeType, HeldOut, LinkSplit
+from mmgraph.gnn.train import SCORE_CHUNK
 
 METRICS = ("mrr", "hits@1", "hits@3", "hits@10", "auc", "nmi", "ari", "recall@1", "recall@10")
 
@@ -52,12 +53,19 @@ def held_out_scores(
     embedder: Embedder, z: dict[str, torch.Tensor], edge_type: EdgeType, held: HeldOut
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores of each held-out edge and of its row of candidates."""
+    n, k = held.negatives.shape
+    rows = max(1, SCORE_CHUNK // max(k, 1))
+    neg = np.empty((n, k), dtype=np.float32)
     with torch.no_grad():
-        pos = embedder.score(z, edge_type, held.edge_index)
-        n, k = held.negatives.shape
-        index = torch.stack([held.edge_index[0].repeat_interleave(k), held.negatives.reshape(-1)])
-        neg = embedder.score(z, edge_type, index).reshape(n, k)
-    return pos.float().cpu().numpy(), neg.float().cpu().numpy()
+        pos = embedder.score(z, edge_type, held.edge_index).float().cpu().numpy()
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            src = held.edge_index[0, start:stop].repeat_interleave(k)
+            index = torch.stack([src, held.negatives[start:stop].reshape(-1)])
+            neg[start:stop] = (
+                embedder.score(z, edge_type, index).float().cpu().numpy().reshape(-1, k)
+            )
+    return pos, neg
 
 
 def evaluate(embedder: Embedder, split: LinkSplit, stage: str = "test") -> dict[str, float | None]:
@@ -65,29 +73,29 @@ def evaluate(embedder: Embedder, split: LinkSplit, stage: str = "test") -> dict[
     with torch.no_grad():
         z = {t: v.detach().cpu() for t, v in embedder.embed(split.graph(stage)).items()}
     held_out = split.test if stage == "test" else split.val
-    pos, neg, hard_neg = [], [], []
+    pos, neg, hard_rr = [], [], []
     for edge_type, held in held_out.items():
         p, n = held_out_scores(embedder, z, edge_type, held)
         pos.append(p)
         neg.append(n)
-        hard = held.hard.numpy()
-        if hard.any(axis=1).all():
-            width = hard.sum(axis=1).min()
-            hard_neg.append((p, np.stack([row[m][:width] for row, m in zip(n, hard, strict=True)])))
+        hard_rr.append(_hard_reciprocal_ranks(p, n, held.hard.numpy()))
     metrics: dict[str, float | None] = dict.fromkeys(METRICS)
-    ranks = ranking_metrics(np.concatenate(pos), _stack_rows(neg))
-    metrics.update(ranks)
+    metrics.update(ranking_metrics(np.concatenate(pos), _stack_rows(neg)))
     metrics["auc"] = roc_auc(np.concatenate(pos), np.concatenate([n.ravel() for n in neg]))
-    metrics["mrr_hard"] = (
-        ranking_metrics(
-            np.concatenate([p for p, _ in hard_neg]), _stack_rows([h for _, h in hard_neg])
-        )["mrr"]
-        if hard_neg
-        else None
-    )
+    hard = np.concatenate(hard_rr)
+    metrics["mrr_hard"] = float(hard.mean()) if hard.size else None
     metrics.update(_clustering(z, split))
     metrics.update(_retrieval(embedder, split))
     return metrics
+
+
+def _hard_reciprocal_ranks(pos: np.ndarray, neg: np.ndarray, hard: np.ndarray) -> np.ndarray:
+    """1 / realistic rank of each positive among its row's hard negatives alone (rows that
+    have none are left out)."""
+    rows = hard.any(axis=1)
+    above = ((neg > pos[:, None]) & hard).sum(axis=1)
+    ties = ((neg == pos[:, None]) & hard).sum(axis=1)
+    return 1.0 / (1.0 + above[rows] + ties[rows] / 2.0)
 
 
 def _stack_rows(rows: list[np.ndarray]) -> np.ndarray:

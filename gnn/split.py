@@ -185,6 +185,12 @@ class LinkSplit:
 def split_graph(data: HeteroData, config: SplitConfig | None = None) -> LinkSplit:
     """Split ``data`` (directed edge types as exported) for link prediction (see module)."""
     config = config or SplitConfig()
+    reverse = [et for et in data.edge_types if et[1].startswith(REVERSE_PREFIX)]
+    if reverse:
+        raise SplitError(
+            f"split_graph takes the graph's own (directed) edge types; {reverse} look like "
+            "reverse types already added, which would carry held-out edges into training"
+        )
     rng = np.random.default_rng(config.seed)
     present = {rel for _, rel, _ in data.edge_types}
     missing = [rel for rel in config.target_relations if rel not in present]

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Above this many message-passing edges a full-batch epoch is not attempted (memory on CPU).
 FULL_BATCH_MAX_EDGES = 2_000_000
+# Candidate links scored at once in evaluation (bounds the gathered embeddings' memory).
+SCORE_CHUNK = 262_144
 
 
 class TrainConfigError(InvalidArgumentError):
@@ -280,11 +282,17 @@ def validation_mrr(
 def candidate_scores(
     model: EmbeddingModel, z: dict[str, torch.Tensor], edge_type: EdgeType, held: HeldOut
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits of each held-out edge and of its row of candidate negatives."""
-    z = {t: v.to(next(iter(model.parameters())).device) for t, v in z.items()}
-    src, dst = held.edge_index
-    pos = model.link_logits(z, edge_type, held.edge_index.to(next(iter(z.values())).device))
+    """Logits of each held-out edge and of its row of candidate negatives (in chunks of rows,
+    so memory stays bounded however many edges are held out)."""
+    device = model.device
+    z = {t: v.to(device) for t, v in z.items()}
+    pos = model.link_logits(z, edge_type, held.edge_index.to(device)).float().cpu()
     n, k = held.negatives.shape
-    neg_index = torch.stack([src.repeat_interleave(k), held.negatives.reshape(-1)])
-    neg = model.link_logits(z, edge_type, neg_index.to(pos.device)).reshape(n, k)
-    return pos.float().cpu().numpy(), neg.float().cpu().numpy()
+    rows = max(1, SCORE_CHUNK // max(k, 1))
+    neg = torch.empty(n, k)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        src = held.edge_index[0, start:stop].repeat_interleave(k)
+        index = torch.stack([src, held.negatives[start:stop].reshape(-1)]).to(device)
+        neg[start:stop] = model.link_logits(z, edge_type, index).float().cpu().reshape(-1, k)
+    return pos.numpy(), neg.numpy()

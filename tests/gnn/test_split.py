@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from mmgraph.gnn.split import SplitConfig, SplitError, check_no_leak, split_graph
+from mmgraph.gnn.split import (
+    SplitConfig,
+    SplitError,
+    check_no_leak,
+    split_graph,
+    with_reverse_edges,
+)
 
 
 def _graph(n_items: int = 40, n_tags: int = 30) -> HeteroData:
@@ -132,6 +138,8 @@ def test_impossible_splits_are_refused() -> None:
         split_graph(tiny, SplitConfig(target_relations=("LIKE",), label_relation=None))
     with pytest.raises(SplitError, match="val_ratio"):
         SplitConfig(val_ratio=1.5)
+    with pytest.raises(SplitError, match="reverse types"):
+        split_graph(with_reverse_edges(_graph()), SplitConfig(label_relation="IN_CLASS"))
 
 
 def test_retrieval_nodes_are_marked_out_of_the_contrastive_term() -> None:
