@@ -22,7 +22,7 @@ import neo4j
 import numpy as np
 
 from mmgraph.core.errors import FailedPreconditionError
-from mmgraph.graph.schema import check_modality_name, check_type_name
+from mmgraph.graph.schema import DERIVED_RELATIONSHIPS, check_modality_name, check_type_name
 from mmgraph.graph.store import GraphStore
 from mmgraph.graph.vectors import FLOAT32_LE
 
@@ -44,13 +44,13 @@ WITH n ORDER BY n.uid LIMIT $page
 RETURN collect(n.uid) AS uids, collect(id(n)) AS ids, collect([n.type%s]) AS nodes
 """
 # Edges of a page of source nodes, as columns of internal ids (nulls of edgeless nodes are
-# dropped by collect).
+# dropped by collect). Results written back for analysts (predicted links) are not the graph.
 _EDGE_PAGE = """
 MATCH (n:Entity) WHERE n.uid > $after
 WITH n ORDER BY n.uid LIMIT $page
 WITH collect(n) AS page, collect(n.uid) AS uids
 UNWIND page AS n
-OPTIONAL MATCH (n)-[r]->(m:Entity)
+OPTIONAL MATCH (n)-[r]->(m:Entity) WHERE NOT type(r) IN $derived
 RETURN uids,
        collect(CASE WHEN r IS NOT NULL THEN id(n) END) AS src,
        collect(type(r)) AS rel,
@@ -237,9 +237,12 @@ def _read(session: neo4j.Session, query: str) -> list[neo4j.Record]:
 def _pages(session: neo4j.Session, query: str, page_size: int) -> Iterator[neo4j.Record]:
     """Run a keyset-paged query (one record per page, ``uids`` in order) to the end."""
     after = ""
+    derived = sorted(DERIVED_RELATIONSHIPS)
     while True:
         page = session.execute_read(
-            lambda tx, after=after: tx.run(query, after=after, page=page_size).single()
+            lambda tx, after=after: tx.run(
+                query, after=after, page=page_size, derived=derived
+            ).single()
         )
         if page is None or not page["uids"]:
             return

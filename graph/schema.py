@@ -23,7 +23,16 @@ ENCODED_MODALITIES = ("text", "image", "num")
 RESERVED_PROPERTIES = frozenset(
     {"uid", "type", "text", "image_ref", "image_path", "source", "emb", "emb_model"}
 )
-RESERVED_LABELS = frozenset({ENTITY_LABEL, RUN_LABEL, STATE_LABEL, "Model"})
+CLUSTER_LABEL = "Cluster"
+# Relationship types of results written back for analysts (cluster membership, predicted links):
+# never real relations, so no input may use them and export must not learn from them.
+DERIVED_RELATIONSHIPS = frozenset({"IN_CLUSTER", "PREDICTED"})
+# Names no input type may take: labels mmgraph writes itself and its derived relationship types
+# (``check_type_name`` checks labels and relationship types alike).
+RESERVED_LABELS = (
+    frozenset({ENTITY_LABEL, RUN_LABEL, STATE_LABEL, "Model", CLUSTER_LABEL})
+    | DERIVED_RELATIONSHIPS
+)
 
 SCHEMA_STATEMENTS = (
     "CREATE CONSTRAINT entity_uid IF NOT EXISTS FOR (n:Entity) REQUIRE n.uid IS UNIQUE",

@@ -20,6 +20,7 @@ import numpy as np
 
 from mmgraph.core.errors import FailedPreconditionError
 from mmgraph.graph.schema import (
+    DERIVED_RELATIONSHIPS,
     SCHEMA_STATEMENTS,
     check_type_name,
     encoder_property,
@@ -263,7 +264,8 @@ class GraphStore:
         return sorted((r["type"], r["dst"], r["weight"]) for r in records)
 
     def counts(self) -> GraphCounts:
-        """Nodes per type label (one index scan) and relationships per type (count store)."""
+        """Nodes per type label (one index scan) and relationships per type (count store); the
+        results written back for analysts (clusters, predicted links) are not counted."""
         nodes = {
             r["type"]: r["n"]
             for r in self._read("MATCH (n:Entity) RETURN n.type AS type, count(*) AS n")
@@ -272,6 +274,8 @@ class GraphStore:
         relationships = {}
         for record in types:
             name = record["relationshipType"]
+            if name in DERIVED_RELATIONSHIPS:
+                continue
             n = self._read(f"MATCH ()-[r:{_quote(name)}]->() RETURN count(r) AS n")[0]["n"]
             if n:
                 relationships[name] = n
@@ -412,7 +416,7 @@ class GraphStore:
         ``relation, uid, type, display, count`` (most links first); in one query."""
         records = self._read(
             "UNWIND $rows AS row "
-            "MATCH (n:Entity {uid: row.uid})-[r]-(m:Entity) "
+            "MATCH (n:Entity {uid: row.uid})-[r]-(m:Entity) WHERE NOT type(r) IN $derived "
             "WITH row.group AS grp, type(r) AS relation, m, count(*) AS links "
             "ORDER BY links DESC, m.uid "
             "WITH grp, relation, collect({uid: m.uid, type: m.type, "
@@ -421,6 +425,7 @@ class GraphStore:
             rows=_Rows({"uid": uid, "group": group} for uid, group in groups.items()),
             top=top,
             length=length,
+            derived=sorted(DERIVED_RELATIONSHIPS),
         )
         out: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for record in records:
@@ -451,6 +456,149 @@ class GraphStore:
             "MATCH (r:IngestRun {status: 'running'}) RETURN properties(r) AS r ORDER BY r.started"
         )
         return [r["r"] for r in records]
+
+    # -- analysts: read-only Cypher and written-back results --------------------------------
+
+    def read_only_session(self) -> neo4j.Session:
+        """A session whose transactions default to READ access, in which the server refuses any
+        write (``Neo.ClientError.Statement.AccessMode``)."""
+        return self.driver.session(
+            database=self.database,
+            default_access_mode=neo4j.READ_ACCESS,
+            notifications_min_severity="OFF",
+        )
+
+    def query_type(self, query: str, params: dict[str, Any] | None = None) -> str | None:
+        """The type of ``query``'s plan: ``'r'`` (reads only), ``'w'``, ``'rw'`` or ``'s'``
+        (schema or DBMS), from ``EXPLAIN``, which plans the query without running it."""
+        with self.read_only_session() as session:
+            return session.execute_read(
+                lambda tx: tx.run("EXPLAIN " + query, params or {}).consume().query_type
+            )
+
+    def read_query(
+        self, query: str, params: dict[str, Any] | None = None, limit: int = 1000
+    ) -> tuple[list[str], list[list[Any]], bool]:
+        """Run ``query`` in a read transaction: its column names, its first ``limit`` rows (lists
+        of driver values) and whether more rows followed. A write fails on the server."""
+
+        def work(tx: neo4j.ManagedTransaction) -> tuple[list[str], list[list[Any]], bool]:
+            result = tx.run(query, params or {})
+            records = result.fetch(limit + 1)
+            rows = [list(record.values()) for record in records[:limit]]
+            return list(result.keys()), rows, len(records) > limit
+
+        with self.read_only_session() as session:
+            return session.execute_read(work)
+
+    def write_clusters(
+        self,
+        run_id: str,
+        method: str,
+        assignments: dict[str, int],
+        summaries: dict[int, dict[str, Any]] | None = None,
+    ) -> int:
+        """Write a clustering of model ``run_id``'s nodes by ``method`` for Cypher to read.
+
+        Each cluster ``k`` becomes ``(:Cluster {id: "<run>/<method>/<k>", run, method, cluster,
+        size})`` with ``summaries[k]``'s properties added, and each member (``assignments`` maps
+        a uid to its cluster; -1 is noise and gets none) an ``(:Entity)-[:IN_CLUSTER]->`` to it.
+        That run and method's previous clusters are removed in the same transaction, so a rerun
+        replaces them; a uid not in the graph fails the whole write. Returns the clusters written.
+        """
+        if not isinstance(method, str) or not method:
+            raise StoreError(f"method must be a non-empty string, got {method!r}")
+        members: dict[int, list[str]] = defaultdict(list)
+        for uid, label in assignments.items():
+            if int(label) >= 0:
+                members[int(label)].append(uid)
+        summaries = summaries or {}
+        clusters = _Rows(
+            {
+                "id": f"{run_id}/{method}/{k}",
+                "cluster": k,
+                "size": len(uids),
+                "members": uids,
+                "props": dict(summaries.get(k, {})),
+            }
+            for k, uids in sorted(members.items())
+        )
+        expected = sum(len(uids) for uids in members.values())
+
+        def work(tx: neo4j.ManagedTransaction) -> None:
+            tx.run(
+                "MATCH (c:Cluster {run: $run, method: $method}) DETACH DELETE c",
+                run=run_id,
+                method=method,
+            ).consume()
+            written = tx.run(
+                "UNWIND $clusters AS row "
+                "CREATE (c:Cluster) SET c += row.props, c.id = row.id, c.run = $run, "
+                "c.method = $method, c.cluster = row.cluster, c.size = row.size "
+                "WITH c, row UNWIND row.members AS uid "
+                "MATCH (n:Entity {uid: uid}) CREATE (n)-[:IN_CLUSTER]->(c) "
+                "RETURN count(*) AS n",
+                clusters=clusters,
+                run=run_id,
+                method=method,
+            ).single(strict=True)["n"]
+            if written != expected:
+                raise MissingEndpointError(
+                    f"{expected - written} cluster member(s) are not nodes of the graph"
+                )
+
+        with self.session() as session:
+            session.execute_write(work)
+        return len(clusters)
+
+    def write_predicted_links(
+        self,
+        run_id: str,
+        relation: str,
+        links: Sequence[tuple[str, str, float]],
+        sources: Iterable[str] | None = None,
+    ) -> int:
+        """Write each ``(src uid, dst uid, score)`` of model ``run_id`` as
+        ``(src)-[:PREDICTED {relation, score, model}]->(dst)``: the type is always ``PREDICTED``,
+        so a prediction never passes for a real ``relation`` link.
+
+        The model's previous ``relation`` predictions from ``sources`` (default: the links'
+        sources) are removed in the same transaction, so a rerun replaces them; an endpoint not
+        in the graph fails the whole write. Returns the links written.
+        """
+        relation = check_type_name(relation)
+        rows = _Rows({"src": s, "dst": d, "score": float(p)} for s, d, p in links)
+        if not all(np.isfinite(row["score"]) for row in rows):
+            raise StoreError("every predicted link's score must be a finite number")
+        starts = sorted(set(sources) if sources is not None else {row["src"] for row in rows})
+
+        def work(tx: neo4j.ManagedTransaction) -> int:
+            tx.run(
+                "UNWIND $sources AS uid "
+                "MATCH (:Entity {uid: uid})-[p:PREDICTED {model: $model, relation: $relation}]->() "
+                "DELETE p",
+                sources=starts,
+                model=run_id,
+                relation=relation,
+            ).consume()
+            written = tx.run(
+                "UNWIND $rows AS row "
+                "MATCH (a:Entity {uid: row.src}) MATCH (b:Entity {uid: row.dst}) "
+                "CREATE (a)-[:PREDICTED {relation: $relation, score: row.score, model: $model}]"
+                "->(b) "
+                "RETURN count(*) AS n",
+                rows=rows,
+                model=run_id,
+                relation=relation,
+            ).single(strict=True)["n"]
+            if written != len(rows):
+                raise MissingEndpointError(
+                    f"{len(rows) - written} predicted link(s) name an endpoint not in the graph"
+                )
+            return written
+
+        with self.session() as session:
+            return session.execute_write(work)
 
 
 def _write_batch(

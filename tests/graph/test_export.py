@@ -112,3 +112,14 @@ def test_a_graph_changed_between_the_passes_is_refused(
     monkeypatch.setattr(export, "_read_edges", write_then_read_edges)
     with pytest.raises(ExportError, match="changed during the export"):
         read_graph(small, page_size=2)
+
+
+def test_written_back_predictions_are_not_exported(small: GraphStore) -> None:
+    small.write_predicted_links("run-1", "HAS_TAG", [("p:2", "t:a", 0.9)])
+    arrays = read_graph(small)
+    assert set(arrays.edges) == {
+        ("Product", "HAS_TAG", "Tag"),
+        ("Product", "BOUGHT_WITH", "Product"),
+    }
+    assert arrays.edges["Product", "HAS_TAG", "Tag"][0].tolist() == [0, 2]
+    assert "PREDICTED" not in small.counts().relationships
