@@ -33,7 +33,7 @@ from mmgraph.ingest.datasets import (
 from mmgraph.ingest.pipeline import IngestError, IngestOptions, IngestResult, ingest, ingest_files
 from mmgraph.ingest.readers import UnsupportedFileError
 from mmgraph.ingest.scheduled import run_scheduled
-from mmgraph.service.commands import demo, models, query, serve
+from mmgraph.service.commands import cypher, demo, fresh, models, query, serve
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 neo4j_app = typer.Typer(help="The local Neo4j (used when NEO4J_URI is unset).")
@@ -44,6 +44,8 @@ models.register(app)
 serve.register(app)
 query.register(app)
 demo.register(app)
+fresh.register(app)
+cypher.register(app)
 
 console = Console(stderr=True)
 # Errors a person can act on: printed as one line, exit code 1, no traceback.

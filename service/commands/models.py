@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mmgraph.core.config import Settings
-from mmgraph.gnn.artifacts import active_run_id, list_runs, load_run, set_active_run
+from mmgraph.gnn.artifacts import active_run_id, list_runs
 from mmgraph.gnn.data import export_heterodata
 from mmgraph.gnn.experiment import MODEL_NAMES, compare_models, run_experiment
 from mmgraph.gnn.report import write_report
@@ -24,6 +24,7 @@ from mmgraph.graph.connection import open_store
 from mmgraph.graph.gds import fastrp_embeddings
 from mmgraph.graph.store import GraphStore
 from mmgraph.service.errors import cli_errors
+from mmgraph.service.promotion import promote_run
 
 console = Console(stderr=True)
 models_app = typer.Typer(help="Trained model runs: list them, promote one.")
@@ -101,7 +102,7 @@ def train_command(
                 progress=lambda e, row: bar.update(task, completed=e, mrr=row["val_mrr"]),
             )
         if promote and result.run_id:
-            _promote(settings, store, result.run_id)
+            promote_run(settings, store, result.run_id)
     payload = {
         "run_id": result.run_id,
         "model": model,
@@ -216,28 +217,11 @@ def models_promote(
     ``emb`` with a vector index and a ``:Model`` node (for analysts' Cypher)."""
     settings = Settings.from_env()
     with cli_errors(), open_store(settings) as store:
-        written = _promote(settings, store, run_id)
+        written = promote_run(settings, store, run_id)
     if as_json:
         typer.echo(json.dumps({"run_id": run_id, "embeddings_written": written}))
     else:
         console.print(f"promoted {run_id}: {written} embeddings written to Neo4j")
-
-
-def _promote(settings: Settings, store: GraphStore, run_id: str) -> int:
-    run = load_run(settings.home, run_id)
-    store.setup_schema()
-    written, dim = 0, 0
-    for node_type, vectors in run.embeddings("fused").items():
-        dim = vectors.shape[1]
-        written += store.write_embeddings(run.run_id, run.uids[node_type], vectors)
-    store.clear_embeddings(keep_model=run.run_id)
-    store.ensure_vector_index(dim)
-    metrics = {k: v for k, v in run.metrics.items() if isinstance(v, int | float)}
-    store.record_model(
-        run.run_id, {"model": run.model, "created": run.created, "metrics": json.dumps(metrics)}
-    )
-    set_active_run(settings.home, run.run_id)
-    return written
 
 
 def _metrics_table(models: dict[str, dict[str, Any]], title: str) -> None:
