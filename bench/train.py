@@ -1,0 +1,515 @@
+"""Cost of the GNNs and of the export (a benchmark, not a test); and the emoji quality table.
+
+Training: for each model and size, a synthetic heterogeneous graph (``Item`` nodes with a 384-d
+``text`` and, on half of them, a 128-d ``image``; ``Tag`` nodes with ``text``; about 5
+``Item-HAS_TAG->Tag`` and 5 ``Item-LIKE->Item`` edges per item) is split for link prediction on
+``HAS_TAG`` and trained with the epoch functions of :mod:`mmgraph.gnn.train`: one warm-up epoch,
+then the median seconds of ``--epochs`` training passes and, apart, of the validation pass that
+follows each. Every (model, size) runs in its own subprocess, so its peak RSS
+(``ru_maxrss``, graph and split included) is its own. Mode ``auto`` trains full-batch where the
+graph has at most ``FULL_BATCH_MAX_EDGES`` message-passing edges (the trainer's own rule) and
+falls back to mini-batches (our sampler under PyG's ``LinkLoader``) when a full-batch run fails
+or peaks above ``--memory-budget-gb``; above the rule it is mini-batch directly.
+
+Export: ``--export-nodes`` nodes with a 384-d vector (and ``--export-rels`` relationships) are
+written with ``GraphStore.write_batch``, then ``read_graph`` runs in a fresh subprocess that
+reports its time and its RSS growth (the peak resident set ``VmHWM``, reset just before the call,
+minus the RSS then: numpy arrays, driver buffers and Python objects such as the uid lists alike)
+against ``GraphArrays.nbytes``; the target is a peak under 1.5x the final matrices.
+
+Uses the Neo4j named by ``NEO4J_URI``, else starts the local one under a temporary
+``MMGRAPH_HOME``. Prints a table and writes ``bench/results/train.json``.
+
+    python bench/train.py [--sizes 10000,100000,1000000] [--models gcn,mgat,hgt]
+        [--epochs 3] [--export-nodes 1000000] [--skip-export] [--skip-train]
+    python bench/train.py --emoji-report evaluate.json   # `mmgraph evaluate --all --json` output
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results" / "train.json"
+TEXT_DIM, IMAGE_DIM, EXPORT_DIM = 384, 128, 384
+EDGES_PER_ITEM = 5
+VAL_EDGES = 5000  # held-out validation edges (about): bounds the validation pass's memory
+GNN_MODELS = ("gcn", "mgat", "hgt")
+BASELINES = ("early", "late", "hybrid", "cca")
+MRR_TARGET, RECALL_TARGET, RIDGE_RECALL = 1.10, 0.60, 0.38
+
+
+# -- the synthetic graph ----------------------------------------------------------------------
+
+
+def synthetic_graph(n: int, image: bool, seed: int = 0):  # -> HeteroData
+    """``n`` nodes: a tenth ``Tag``, the rest ``Item``; edges as the module says."""
+    import torch
+    from torch_geometric.data import HeteroData
+
+    rng = np.random.default_rng(seed)
+    n_tag = max(10, n // 10)
+    n_item = n - n_tag
+    data = HeteroData()
+    for node_type, count in (("Item", n_item), ("Tag", n_tag)):
+        text = rng.standard_normal((count, TEXT_DIM), dtype=np.float32)
+        text /= np.linalg.norm(text, axis=1, keepdims=True)
+        data[node_type].num_nodes = count
+        data[node_type].text_x = torch.from_numpy(text)
+        data[node_type].text_mask = torch.ones(count, dtype=torch.bool)
+    if image:
+        mask = np.zeros(n_item, dtype=bool)
+        mask[: n_item // 2] = True
+        x = np.zeros((n_item, IMAGE_DIM), dtype=np.float32)
+        x[mask] = rng.standard_normal((int(mask.sum()), IMAGE_DIM), dtype=np.float32)
+        data["Item"].image_x = torch.from_numpy(x)
+        data["Item"].image_mask = torch.from_numpy(mask)
+    src = np.repeat(np.arange(n_item), EDGES_PER_ITEM)
+    for rel, dst_type, n_dst in (("HAS_TAG", "Tag", n_tag), ("LIKE", "Item", n_item)):
+        dst = rng.integers(0, n_dst, src.size)
+        data["Item", rel, dst_type].edge_index = torch.from_numpy(np.stack([src, dst]))
+    return data
+
+
+def split_for(data, n: int, split_graph_max: int):  # -> (LinkSplit, str)
+    """The project's ``split_graph`` up to ``split_graph_max`` nodes; above, an equivalent split
+    built with numpy (random train/val/test edges, random unfiltered candidates, no hard ones):
+    ``split_graph`` mines hard negatives in Python loops (about a minute at 100k nodes here)."""
+    import torch
+
+    from mmgraph.gnn.split import HeldOut, LinkSplit, SplitConfig, split_graph
+
+    n_edges = data["Item", "HAS_TAG", "Tag"].edge_index.size(1)
+    ratio = min(0.1, VAL_EDGES / n_edges)
+    config = SplitConfig(label_relation=None, val_ratio=ratio, test_ratio=ratio)
+    if n <= split_graph_max:
+        return split_graph(data, config), "split_graph"
+    rng = np.random.default_rng(config.seed)
+    target = ("Item", "HAS_TAG", "Tag")
+    base = data.clone()
+    del base[target]
+    for node_type in base.node_types:
+        base[node_type].contrastive_exclude = torch.zeros(base[node_type].num_nodes, dtype=bool)
+    edges = data[target].edge_index
+    order = torch.from_numpy(rng.permutation(edges.size(1)))
+    n_held = int(round(ratio * edges.size(1)))
+    width = config.num_negatives + config.num_hard_negatives
+    held = []
+    for part in (order[:n_held], order[n_held : 2 * n_held]):
+        negatives = torch.from_numpy(rng.integers(0, data["Tag"].num_nodes, (n_held, width)))
+        held.append(HeldOut(edges[:, part], negatives, torch.zeros(n_held, width, dtype=bool)))
+    split = LinkSplit(
+        config, base, {target: edges[:, order[2 * n_held :]]}, {target: held[0]}, {target: held[1]}
+    )
+    return split, "numpy"
+
+
+# -- one training case, in its own process ---------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (``VmHWM``; Linux 4.0+); whether it could."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _hwm_bytes() -> int:
+    """This process's peak RSS since the last :func:`_reset_peak` (``VmHWM``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return _peak_bytes()
+
+
+def run_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Time ``case["epochs"]`` epochs (after one warm-up) of one model on one graph size."""
+    import torch
+
+    from mmgraph.gnn.experiment import DEFAULT_OPTIONS
+    from mmgraph.gnn.models import MODELS, GraphMeta
+    from mmgraph.gnn.train import (
+        TrainConfig,
+        _full_batch_epoch,
+        _mini_batch_epoch,
+        resolve_device,
+        validation_mrr,
+    )
+
+    t0 = time.perf_counter()
+    data = synthetic_graph(case["size"], case["image"])
+    graph_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    split, split_kind = split_for(data, case["size"], case["split_graph_max"])
+    split_s = time.perf_counter() - t0
+    del data
+    mini = case["mode"] == "mini"
+    config = TrainConfig(
+        epochs=case["epochs"] + 1,
+        patience=case["epochs"] + 1,
+        batch_size=case["batch_size"] if mini else None,
+    )
+    # A mini-batch epoch is one pass over the epoch's supervision edges; with ``max_batches``
+    # only that many batches' worth are drawn (a smaller supervision share of the same split)
+    # and the epoch time is scaled up to the full share.
+    (target,) = split.target_edge_types
+    n_train = split.train_edges[target].size(1)
+    n_sup = max(1, round(split.config.supervision_ratio * n_train))
+    batches = -(-n_sup // case["batch_size"]) if mini else 1
+    scale = 1.0
+    if mini and case["max_batches"] and case["max_batches"] < batches:
+        wanted = case["max_batches"] * case["batch_size"]
+        split.config = dataclasses.replace(split.config, supervision_ratio=wanted / n_train)
+        scale = n_sup / wanted
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    val_graph = split.graph("val")
+    meta = GraphMeta.from_data(val_graph)
+    model = MODELS[case["model"]](
+        meta, split.target_edge_types, **DEFAULT_OPTIONS.get(case["model"], {})
+    )
+    model.reset_parameters()
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    epoch_fn = _mini_batch_epoch if mini else _full_batch_epoch
+    setup_rss = _rss_bytes()
+    epochs = []
+    for _ in range(config.epochs):
+        t0 = time.perf_counter()
+        epoch_fn(model, split, optimizer, generator, config, device)
+        epochs.append(time.perf_counter() - t0)
+    val_s = mrr = None
+    if case["size"] <= case["val_max_nodes"]:
+        t0 = time.perf_counter()
+        mrr = validation_mrr(model, split, val_graph, device, config if mini else None)
+        val_s = time.perf_counter() - t0
+    mp_edges = sum(val_graph[et].edge_index.size(1) for et in val_graph.edge_types)
+    return {
+        "model": case["model"],
+        "size": case["size"],
+        "mode": case["mode"],
+        "device": str(device),
+        "mp_edges": mp_edges,
+        "epoch_s": statistics.median(epochs[1:]) * scale,
+        "epoch_s_measured": epochs,
+        "batches_per_epoch": batches,
+        "extrapolated_from_batches": case["max_batches"] if scale > 1 else None,
+        "val_s": val_s,
+        "val_mrr": mrr,
+        "graph_s": graph_s,
+        "split_s": split_s,
+        "split": split_kind,
+        "setup_rss_gb": setup_rss / 1e9,
+        "peak_rss_gb": _peak_bytes() / 1e9,
+    }
+
+
+def _subprocess(flag: str, payload: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """Run this script with a hidden ``flag`` in a fresh interpreter; its last stdout line is
+    the JSON answer. A crash (e.g. killed for memory) becomes ``{"error": ...}``."""
+    cmd = [sys.executable, __file__, flag, json.dumps(payload)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if done.returncode != 0:
+        tail = (done.stderr or "").strip().splitlines()[-3:]
+        return {"error": f"exit {done.returncode}: {' | '.join(tail)}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def train_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every (model, size) with the mode rule of the module docstring."""
+    from mmgraph.gnn.train import FULL_BATCH_MAX_EDGES
+
+    rows = []
+    for size in args.sizes:
+        # Message-passing edges: both relations and their reverses, less the held-out ones.
+        mp_estimate = 4 * EDGES_PER_ITEM * (size - max(10, size // 10))
+        for model in args.models:
+            case = {
+                "model": model,
+                "size": size,
+                "image": args.image,
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "split_graph_max": args.split_graph_max,
+                "max_batches": args.max_batches,
+                "val_max_nodes": args.val_max_nodes,
+            }
+            modes = [args.mode]
+            if args.mode == "auto":
+                modes = ["full"] if mp_estimate <= FULL_BATCH_MAX_EDGES else ["mini"]
+            for mode in modes:
+                print(f"... {model} at {size:,} nodes, {mode}-batch", flush=True)
+                row = _subprocess("--_case", {**case, "mode": mode}, args.case_timeout)
+                row = {"model": model, "size": size, "mode": mode, **row}
+                rows.append(row)
+                over = row.get("peak_rss_gb", 0.0) > args.memory_budget_gb
+                if args.mode == "auto" and mode == "full" and ("error" in row or over):
+                    row["note"] = f"full-batch over {args.memory_budget_gb:g} GB or failed"
+                    modes.append("mini")
+    return rows
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+def run_export(payload: dict[str, Any]) -> dict[str, Any]:
+    """``read_graph`` once in this (fresh) process: seconds, RSS growth and final size."""
+    import neo4j
+
+    from mmgraph.graph.export import read_graph
+    from mmgraph.graph.store import GraphStore
+
+    with neo4j.GraphDatabase.driver(payload["uri"], auth=tuple(payload["auth"])) as driver:
+        store = GraphStore(driver, payload["database"])
+        store.counts()  # connect (and load the driver's code paths) before measuring
+        before = _rss_bytes()
+        reset = _reset_peak()
+        t0 = time.perf_counter()
+        arrays = read_graph(store)
+        seconds = time.perf_counter() - t0
+        peak = _hwm_bytes()
+        after = _rss_bytes()
+    nodes = sum(len(u) for u in arrays.uids.values())
+    edges = sum(len(e[0]) for e in arrays.edges.values())
+    growth = peak - before
+    return {
+        "nodes": nodes,
+        "edges": edges,
+        "seconds": seconds,
+        "nodes_per_s": nodes / seconds,
+        "final_bytes": arrays.nbytes,
+        "rss_before_bytes": before,
+        "peak_growth_bytes": growth,
+        "held_after_bytes": after - before,
+        "peak_over_final": growth / arrays.nbytes,
+        # Without the reset the peak is the process's lifetime one (an upper bound).
+        "peak_reset_before_call": reset,
+    }
+
+
+def export_benchmark(args: argparse.Namespace, settings) -> dict[str, Any]:
+    """Write the export graph into Neo4j, then time ``read_graph`` in a subprocess."""
+    import neo4j
+
+    from mmgraph.graph.local_neo4j import LocalNeo4j
+    from mmgraph.graph.store import GraphStore, NodeRow, RelRow
+
+    n, m, batch = args.export_nodes, args.export_rels, args.export_batch
+    with ExitStack() as stack:
+        if settings.neo4j_uri:
+            uri, auth = settings.neo4j_uri, (settings.neo4j_user, settings.neo4j_password)
+        else:
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            server = stack.enter_context(
+                LocalNeo4j.from_settings(settings.model_copy(update={"home": home}))
+            )
+            uri, auth = server.uri, (server.user, server.password)
+        driver = stack.enter_context(neo4j.GraphDatabase.driver(uri, auth=auth))
+        store = GraphStore(driver, settings.neo4j_database)
+        store.setup_schema()
+        rng = np.random.default_rng(0)
+        t0 = time.perf_counter()
+        for start in range(0, n, batch):
+            stop = min(start + batch, n)
+            vectors = rng.standard_normal((stop - start, EXPORT_DIM), dtype=np.float32)
+            rows = [
+                NodeRow(f"x:{i}", "Item", {"rank": i}, {"text": (vectors[i - start], "bench@1")})
+                for i in range(start, stop)
+            ]
+            store.write_batch(rows, [], "bench")
+        write_s = time.perf_counter() - t0
+        src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
+        for start in range(0, m, batch):
+            rels = [
+                RelRow(f"x:{s}", f"x:{d}", "LINKS")
+                for s, d in zip(src[start : start + batch], dst[start : start + batch], strict=True)
+            ]
+            store.write_batch([], rels, "bench")
+        payload = {"uri": uri, "auth": list(auth), "database": settings.neo4j_database}
+        print(f"... export of {n:,} nodes (written in {write_s:.0f} s)", flush=True)
+        result = _subprocess("--_export", payload, None)
+    return {"write_nodes_s": write_s, "dim": EXPORT_DIM, **result}
+
+
+# -- the emoji quality report ------------------------------------------------------------------
+
+
+def emoji_report(path: Path) -> dict[str, Any]:
+    """Print ``mmgraph evaluate --all --json`` output as a table with the issue's ratio checks."""
+    raw = json.loads(path.read_text())
+    models: dict[str, dict[str, Any]] = raw["models"]
+    columns = ("mrr", "hits@1", "hits@3", "hits@10", "auc", "nmi", "ari", "recall@1", "recall@10")
+    print(f"{'model':<10}" + "".join(f"{c:>10}" for c in columns) + f"{'train s':>10}")
+    for name, metrics in models.items():
+        values = [metrics.get(c) for c in columns]
+        cells = "".join(f"{'-' if v is None else f'{v:.3f}':>10}" for v in values)
+        seconds = metrics.get("train_seconds")
+        print(f"{name:<10}{cells}{'-' if seconds is None else f'{seconds:.0f}':>10}")
+
+    def best(names: tuple[str, ...], metric: str) -> tuple[str | None, float | None]:
+        found = [(models[n][metric], n) for n in names if models.get(n, {}).get(metric) is not None]
+        return (max(found)[1], max(found)[0]) if found else (None, None)
+
+    gnn, gnn_mrr = best(GNN_MODELS, "mrr")
+    base, base_mrr = best(BASELINES, "mrr")
+    _, fastrp_mrr = best(("fastrp",), "mrr")
+    retrieval, recall = best(tuple(models), "recall@10")
+    checks = {
+        "best_gnn": gnn,
+        "best_baseline": base,
+        "gnn_over_baseline_mrr": gnn_mrr / base_mrr if gnn_mrr and base_mrr else None,
+        "gnn_over_fastrp_mrr": gnn_mrr / fastrp_mrr if gnn_mrr and fastrp_mrr else None,
+        "best_text_to_image_recall@10": recall,
+        "best_retrieval_model": retrieval,
+    }
+    print()
+    for label, key, target in (
+        (f"best GNN ({gnn}) / best baseline ({base}) MRR", "gnn_over_baseline_mrr", MRR_TARGET),
+        (f"best GNN ({gnn}) / fastrp MRR", "gnn_over_fastrp_mrr", MRR_TARGET),
+        (
+            f"text->image recall@10 ({retrieval}; ridge {RIDGE_RECALL})",
+            "best_text_to_image_recall@10",
+            RECALL_TARGET,
+        ),
+    ):
+        value = checks[key]
+        verdict = "n/a" if value is None else ("ok" if value >= target else "MISSED")
+        shown = "-" if value is None else f"{value:.3f}"
+        print(f"{label:<62}{shown:>8}  target >= {target:.2f}  {verdict}")
+    return {"split": raw.get("split"), "models": models, "checks": checks}
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def _print_train(rows: list[dict[str, Any]]) -> None:
+    head = ("model", "nodes", "mode", "mp edges", "batches", "s/epoch", "val s", "peak GB")
+    cells = "".join(f"{h:>11}" for h in head[3:])
+    print(f"{head[0]:<7}{head[1]:>10}{head[2]:>6}{cells}  split")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['model']:<7}{r['size']:>10,}{r['mode']:>6}  {r['error']}")
+            continue
+        star = "*" if r.get("extrapolated_from_batches") else " "
+        val = "-" if r["val_s"] is None else f"{r['val_s']:.2f}"
+        print(
+            f"{r['model']:<7}{r['size']:>10,}{r['mode']:>6}{r['mp_edges']:>11,}"
+            f"{r['batches_per_epoch']:>11,}{r['epoch_s']:>10.2f}{star}{val:>11}"
+            f"{r['peak_rss_gb']:>11.2f}  {r['split']}"
+        )
+    if any(r.get("extrapolated_from_batches") for r in rows):
+        print("* scaled up from the first --max-batches batches of an epoch")
+
+
+def _print_export(e: dict[str, Any]) -> None:
+    if "error" in e:
+        print(f"export: {e['error']}")
+        return
+    print(
+        f"export {e['nodes']:,} nodes x {e['dim']}-d + {e['edges']:,} edges: "
+        f"{e['seconds']:.1f} s ({e['nodes_per_s']:,.0f} nodes/s); final matrices "
+        f"{e['final_bytes'] / 1e6:,.0f} MB, peak RSS growth {e['peak_growth_bytes'] / 1e6:,.0f} MB"
+        f" = {e['peak_over_final']:.2f}x (target < 1.5x)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    parser.add_argument("--sizes", type=ints, default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--models", type=lambda s: s.split(","), default=list(GNN_MODELS))
+    parser.add_argument("--epochs", type=int, default=3, help="measured, after one warm-up")
+    parser.add_argument("--mode", choices=("auto", "full", "mini"), default="auto")
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument(
+        "--max-batches", type=int, default=20, help="mini-batch epochs: time this many, scale up"
+    )
+    parser.add_argument(
+        "--val-max-nodes", type=int, default=200_000, help="time one validation pass up to here"
+    )
+    parser.add_argument("--memory-budget-gb", type=float, default=8.0)
+    parser.add_argument("--no-image", dest="image", action="store_false")
+    parser.add_argument("--split-graph-max", type=int, default=100_000)
+    parser.add_argument("--case-timeout", type=float, default=None, help="seconds per case")
+    parser.add_argument("--export-nodes", type=int, default=1_000_000)
+    parser.add_argument("--export-rels", type=int, default=None, help="default: = nodes")
+    parser.add_argument("--export-batch", type=int, default=2000)
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-export", action="store_true")
+    parser.add_argument("--emoji-report", type=Path, help="print this evaluate JSON and stop")
+    parser.add_argument("--_case", help=argparse.SUPPRESS)
+    parser.add_argument("--_export", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args._case:
+        print(json.dumps(run_case(json.loads(args._case))))
+        return
+    if args._export:
+        print(json.dumps(run_export(json.loads(args._export))))
+        return
+    if args.emoji_report:
+        # Kept beside the cost figures of an earlier run, if any.
+        figures = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        figures["emoji"] = emoji_report(args.emoji_report)
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(figures, indent=2, default=str))
+        return
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    if args.export_rels is None:
+        args.export_rels = args.export_nodes
+
+    from mmgraph.core.config import Settings
+
+    settings = Settings.from_env()
+    figures: dict[str, Any] = {
+        "machine": f"{platform.node()} {platform.machine()}",
+        "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+    }
+    if not args.skip_train:
+        figures["train"] = train_cases(args)
+    if not args.skip_export:
+        figures["export"] = export_benchmark(args, settings)
+        figures["neo4j_heap"], figures["neo4j_pagecache"] = (
+            settings.neo4j_heap,
+            settings.neo4j_pagecache,
+        )
+    print()
+    if "train" in figures:
+        _print_train(figures["train"])
+    if "export" in figures:
+        _print_export(figures["export"])
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
