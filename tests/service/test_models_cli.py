@@ -4,8 +4,10 @@ run's embeddings answer Neo4j's own vector index in Cypher."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from mmgraph.core.config import Settings
@@ -35,8 +37,9 @@ def _graph(store: GraphStore) -> None:
 
 
 def test_train_promote_and_query_the_vector_index_in_cypher(
-    env: Settings, store: GraphStore
+    env: Settings, store: GraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("MMGRAPH_HOME", str(tmp_path))  # only this test's runs
     _graph(store)
     trained = runner.invoke(app, ["train", "--model", "early", "--epochs", "3", "--json"])
     assert trained.exit_code == 0, trained.output
