@@ -90,6 +90,8 @@ class RunRecord:
     weights: dict[str, torch.Tensor] | dict[str, np.ndarray]
     history: list[dict[str, float]] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # space -> type -> the mean subtracted before the rows of ``spaces`` were normalised
+    centers: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def save_run(home: Path, record: RunRecord) -> Path:
@@ -102,6 +104,9 @@ def save_run(home: Path, record: RunRecord) -> Path:
         for node_type, (emb, rows) in per_type.items():
             tensors[f"{space}/{node_type}"] = np.ascontiguousarray(emb, dtype=np.float32)
             tensors[f"{space}/{node_type}/rows"] = np.asarray(rows, dtype=np.int64)
+    for space, per_type in record.centers.items():
+        for node_type, center in per_type.items():
+            tensors[f"center/{space}/{node_type}"] = np.asarray(center, dtype=np.float32)
     save_numpy(tensors, str(tmp / "embeddings.safetensors"))
     if record.weights and isinstance(next(iter(record.weights.values())), torch.Tensor):
         save_torch(
@@ -223,7 +228,13 @@ class ModelRun:
                 f"{modality} query vectors must be (q, {dims[modality]}), got {x.shape}"
             )
         out = self.network().embed(node_type, modality, x)
-        return _unit(out)
+        own = modality if modality in self.spaces else FUSED
+        return centered_unit(out, self.center(own, node_type))
+
+    def center(self, space: str, node_type: str) -> np.ndarray | float:
+        """The mean subtracted from ``space``'s rows of ``node_type`` before they were
+        normalised (0 for runs saved without one)."""
+        return self._arrays().get(f"center/{space}/{node_type}", 0.0)
 
     def network(self) -> _Network:
         """The model itself, loaded once from the run's weights."""
@@ -464,6 +475,13 @@ def set_active_run(home: Path, run_id: str) -> None:
     tmp = marker.with_name(f".{ACTIVE}.{os.getpid()}.{threading.get_ident()}")
     tmp.write_text(run_id)
     tmp.replace(marker)
+
+
+def centered_unit(x: np.ndarray, center: np.ndarray | float = 0.0) -> np.ndarray:
+    """Rows of ``x`` minus ``center``, L2-normalised: what a space's search compares. Learned
+    embeddings often share one large common direction (every cosine near 1); removing the
+    space's mean keeps the neighbourhoods and makes cosine scores spread and mean something."""
+    return _unit(np.asarray(x, dtype=np.float32) - center)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

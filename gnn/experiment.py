@@ -21,7 +21,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from mmgraph.core.errors import InvalidArgumentError
-from mmgraph.gnn.artifacts import RunRecord, new_run_id, save_run
+from mmgraph.gnn.artifacts import RunRecord, centered_unit, new_run_id, save_run
 from mmgraph.gnn.evaluate import Embedder, cosine_score, evaluate, held_out_scores
 from mmgraph.gnn.fusion.cca_embedding import CCAEmbedding
 from mmgraph.gnn.models import MODELS, GraphMeta, isolated_view
@@ -186,8 +186,8 @@ def _save(
     weights: dict[str, Any],
 ) -> None:
     calibration = options.pop("calibration", None)
-    spaces: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {
-        "fused": {t: (_unit(z.numpy()), np.arange(z.size(0))) for t, z in full.items()}
+    raw_spaces: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {
+        "fused": {t: (z.numpy(), np.arange(z.size(0))) for t, z in full.items()}
     }
     if embedder.embed_one is not None:
         for modality in ("text", "image"):
@@ -199,11 +199,22 @@ def _save(
                 if rows.numel():
                     x = split.base[node_type][f"{modality}_x"][rows]
                     per_type[node_type] = (
-                        _unit(embedder.embed_one(node_type, modality, x).numpy()),
+                        embedder.embed_one(node_type, modality, x).numpy(),
                         rows.numpy(),
                     )
             if per_type:
-                spaces[modality] = per_type
+                raw_spaces[modality] = per_type
+    centers = {
+        space: {t: emb.mean(axis=0) for t, (emb, _) in per_type.items() if len(emb)}
+        for space, per_type in raw_spaces.items()
+    }
+    spaces = {
+        space: {
+            t: (centered_unit(emb, centers[space].get(t, 0.0)), rows)
+            for t, (emb, rows) in per_type.items()
+        }
+        for space, per_type in raw_spaces.items()
+    }
     run_id = new_run_id(result.model)
     record = RunRecord(
         run_id=run_id,
@@ -224,13 +235,10 @@ def _save(
         spaces=spaces,
         weights=weights,
         history=trained.history,
+        centers=centers,
     )
     result.path = save_run(home, record)
     result.run_id = run_id
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def fastrp_metrics(embeddings: dict[str, np.ndarray], split: LinkSplit) -> dict[str, float | None]:

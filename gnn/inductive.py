@@ -28,7 +28,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import NodeLoader
 
 from mmgraph.core.errors import FailedPreconditionError, InvalidArgumentError
-from mmgraph.gnn.artifacts import FUSED, ModelRun
+from mmgraph.gnn.artifacts import FUSED, ModelRun, centered_unit
 from mmgraph.gnn.data import GraphExport
 from mmgraph.gnn.evaluate import Embedder, cosine_score, evaluate
 from mmgraph.gnn.models.base import GraphMeta
@@ -191,7 +191,9 @@ def infer_new_nodes(run: ModelRun, export: GraphExport) -> NewNodes:
         raw = _message_passing(run, network.model, inference_graph(run, export), rows)
     result.uids = {t: [export.uids[t][i] for i in r.tolist()] for t, r in rows.items()}
     result.raw = raw
-    result.spaces[FUSED] = {t: (_unit(z), np.arange(len(z))) for t, z in raw.items()}
+    result.spaces[FUSED] = {
+        t: (centered_unit(z, run.center(FUSED, t)), np.arange(len(z))) for t, z in raw.items()
+    }
     for space in run.spaces:
         if space == FUSED:
             continue
@@ -209,7 +211,10 @@ def infer_new_nodes(run: ModelRun, export: GraphExport) -> NewNodes:
                     network.embed(node_type, space, x[i : i + BATCH])
                     for i in range(0, len(x), BATCH)
                 ]
-                per_type[node_type] = (_unit(np.concatenate(vectors)), np.flatnonzero(has))
+                per_type[node_type] = (
+                    centered_unit(np.concatenate(vectors), run.center(space, node_type)),
+                    np.flatnonzero(has),
+                )
         if per_type:
             result.spaces[space] = per_type
     return result
@@ -351,8 +356,3 @@ def _distinct(edge_index: torch.Tensor, symmetric: bool) -> torch.Tensor:
     if symmetric:
         pairs = np.sort(pairs, axis=1)
     return torch.from_numpy(np.unique(pairs, axis=0).T.copy()).long().reshape(2, -1)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

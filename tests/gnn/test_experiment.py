@@ -84,6 +84,13 @@ def test_each_model_beats_random_ranking_clearly(split, model: str, tmp_path: Pa
     np.testing.assert_allclose(np.linalg.norm(fused["Item"], axis=1), 1.0, rtol=1e-4)
     query = run.embed_query("Item", "text", link_split.base["Item"].text_x[:3].numpy(), "image")
     assert query.shape == (3, fused["Item"].shape[1])
+    # A node's own text, as a query, lands exactly on its row of the text space (same centre).
+    rows = run.space_rows("text")["Item"][:3]
+    own = run.embed_query("Item", "text", link_split.base["Item"].text_x[rows].numpy(), "text")
+    np.testing.assert_allclose(own, run.embeddings("text")["Item"][:3], atol=1e-4)
+    # Centred spaces: scores spread instead of all sitting near 1.
+    cosines = fused["Item"] @ fused["Item"].T
+    assert np.median(cosines) < 0.9
     edge_type = ("Item", "HAS_TAG", "Tag")
     probs = run.score_from(edge_type, 0)
     assert probs.shape == (32,) and ((probs >= 0) & (probs <= 1)).all()
