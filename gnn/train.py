@@ -155,19 +155,8 @@ def _full_batch_epoch(
 ) -> float:
     model.train()
     graph, supervision = split.train_graph(generator)
-    graph = graph.to(device)
-    optimizer.zero_grad()
-    z = model(graph)
-    loss = sum(
-        _link_loss(model, z, edge_type, pos.to(device), graph, config.negatives, generator)
-        for edge_type, pos in supervision.items()
-    )
-    aux = model.auxiliary_loss(graph, z)
-    if aux is not None:
-        loss = loss + aux
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
+    supervision = {edge_type: pos.to(device) for edge_type, pos in supervision.items()}
+    return _step(model, optimizer, graph.to(device), supervision, config.negatives, generator)
 
 
 def _mini_batch_epoch(
@@ -197,18 +186,33 @@ def _mini_batch_epoch(
         )
         for batch in loader:
             batch = batch.to(device)
-            optimizer.zero_grad()
-            z = model(batch)
-            label_index = batch[edge_type].edge_label_index
-            loss = _link_loss(model, z, edge_type, label_index, batch, config.negatives, generator)
-            aux = model.auxiliary_loss(batch, z)
-            if aux is not None:
-                loss = loss + aux
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
+            label_index = {edge_type: batch[edge_type].edge_label_index}
+            total += _step(model, optimizer, batch, label_index, config.negatives, generator)
             batches += 1
     return total / max(batches, 1)
+
+
+def _step(
+    model: EmbeddingModel,
+    optimizer: torch.optim.Optimizer,
+    graph: HeteroData,
+    supervision: dict[EdgeType, torch.Tensor],
+    negatives: int,
+    generator: torch.Generator,
+) -> float:
+    """One optimiser step: embed ``graph``, link loss on ``supervision`` (+ auxiliary loss)."""
+    optimizer.zero_grad()
+    z = model(graph)
+    loss = sum(
+        _link_loss(model, z, edge_type, pos, negatives, generator)
+        for edge_type, pos in supervision.items()
+    )
+    aux = model.auxiliary_loss(graph, z)
+    if aux is not None:
+        loss = loss + aux
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
 
 def _link_loss(
@@ -216,7 +220,6 @@ def _link_loss(
     z: dict[str, torch.Tensor],
     edge_type: EdgeType,
     pos: torch.Tensor,
-    graph: HeteroData,
     negatives: int,
     generator: torch.Generator,
 ) -> torch.Tensor:

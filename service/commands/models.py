@@ -5,6 +5,8 @@ written back to Neo4j for analysts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +23,7 @@ from mmgraph.gnn.report import write_report
 from mmgraph.gnn.split import SplitConfig, split_graph
 from mmgraph.gnn.train import TrainConfig
 from mmgraph.graph.connection import open_store
-from mmgraph.graph.gds import fastrp_embeddings
+from mmgraph.graph.gds import GdsUnavailableError, fastrp_embeddings
 from mmgraph.graph.store import GraphStore
 from mmgraph.service.errors import cli_errors
 from mmgraph.service.promotion import promote_run
@@ -141,10 +143,10 @@ def evaluate_command(
     settings = Settings.from_env()
     config = TrainConfig(epochs=epochs, seed=seed, batch_size=batch_size)
     names = list(MODEL_NAMES) if all_models else list(model or [])
-    with cli_errors(), open_store(settings, gds=fastrp) as store:
+    with cli_errors(), _store_for_evaluation(settings, fastrp) as (store, has_gds):
         export = export_heterodata(store, cache_dir=settings.home / "cache" / "export")
         split = split_graph(export.data, _split_config(target_relation, label_relation, seed))
-        anchor = _fastrp(store, export.uids, seed) if fastrp else None
+        anchor = _fastrp(store, export.uids, seed) if has_gds else None
         with _progress(as_json) as bar:
             tasks: dict[str, Any] = {}
 
@@ -169,6 +171,24 @@ def evaluate_command(
     else:
         _metrics_table(comparison.table["models"], "evaluation (test edges)")
         console.print(f"report: {path}")
+
+
+@contextmanager
+def _store_for_evaluation(settings: Settings, fastrp: bool) -> Iterator[tuple[GraphStore, bool]]:
+    """The store, with GDS when FastRP is asked for and can be had; without it (and a warning
+    that the FastRP row is left out) when the Neo4j in use has no GDS."""
+    if fastrp:
+        stack = ExitStack()
+        try:
+            store = stack.enter_context(open_store(settings, gds=True))
+        except GdsUnavailableError as e:
+            console.print(f"[yellow]warning:[/yellow] no FastRP row: {e}")
+        else:
+            with stack:
+                yield store, True
+            return
+    with open_store(settings) as store:
+        yield store, False
 
 
 def _fastrp(store: GraphStore, uids: dict[str, list[str]], seed: int):
