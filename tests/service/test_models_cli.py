@@ -80,15 +80,15 @@ def test_evaluate_prints_one_table_and_writes_the_report(
     monkeypatch.setenv("MMGRAPH_HOME", str(tmp_path / "home"))
     _graph(store)
     report = tmp_path / "report"
-    args = ["evaluate", "--model", "early", "--model", "cca", "--epochs", "2", "--json"]
+    args = ["evaluate", "--model", "early", "--model", "late", "--epochs", "2", "--json"]
     result = runner.invoke(app, [*args, "--report", str(report)])
     # The session's Neo4j has no GDS: the FastRP row is left out with a warning, not an error.
     assert result.exit_code == 0, result.output
     table = json.loads(result.stdout)
-    assert set(table) == {"split", "models"} and list(table["models"]) == ["early", "cca"]
+    assert set(table) == {"split", "models"} and list(table["models"]) == ["early", "late"]
     keys = {"mrr", "hits@1", "hits@3", "hits@10", "auc", "nmi", "ari", "recall@1", "recall@10"}
     assert set(table["models"]["early"]) == keys | {"train_seconds"}
-    assert table["models"]["cca"]["nmi"] is None  # no label relation in this graph
+    assert table["models"]["late"]["nmi"] is None  # no label relation in this graph
     assert table["split"]["edges"]["Item/HAS_TAG/Tag"]["test"] > 0
     assert (report / "report.md").read_text().count("| early |") == 1
     assert (report / "curves.png").stat().st_size > 0
