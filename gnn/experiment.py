@@ -149,11 +149,12 @@ def _run_cca(
             uids,
             meta,
             config,
-            {**options, "calibration": calibration},
+            options,
             trained,
             full,
             embedder,
             cca.state_dict(),
+            calibration=calibration,
         )
     return result
 
@@ -184,8 +185,8 @@ def _save(
     full: dict[str, torch.Tensor],
     embedder: Embedder,
     weights: dict[str, Any],
+    calibration: list[float] | None = None,
 ) -> None:
-    calibration = options.pop("calibration", None)
     raw_spaces: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {
         "fused": {t: (z.numpy(), np.arange(z.size(0))) for t, z in full.items()}
     }
