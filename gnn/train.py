@@ -1,8 +1,9 @@
 """Self-supervised link-prediction training of an embedding model on a :class:`LinkSplit`.
 
 Each epoch passes messages over one draw of the train edges and is supervised by the rest
-(:meth:`LinkSplit.train_graph`), with uniformly sampled negatives of the destination type and
-binary cross-entropy, plus the model's auxiliary loss (e.g. MGAT's cross-modal InfoNCE).
+(:meth:`LinkSplit.train_graph`), each positive ranked by softmax cross-entropy against uniformly
+sampled negatives of the destination type (or binary cross-entropy), plus the model's auxiliary
+loss (e.g. MGAT's cross-modal InfoNCE).
 Validation MRR against the split's fixed candidates drives early stopping; the best epoch's
 weights are kept. Full-batch when the graph is small enough, else mini-batches of supervision
 edges over sampled neighbourhoods (:mod:`mmgraph.gnn.sampler`, through PyG's ``LinkLoader``).
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 FULL_BATCH_MAX_EDGES = 2_000_000
 # Candidate links scored at once in evaluation (bounds the gathered embeddings' memory).
 SCORE_CHUNK = 262_144
+LOSSES = ("softmax", "bce")
 
 
 class TrainConfigError(InvalidArgumentError):
@@ -50,6 +52,8 @@ class TrainConfig:
         lr, weight_decay: Adam's.
         patience: epochs without a better validation MRR before stopping.
         negatives: sampled negatives per supervision edge.
+        loss: ``"softmax"`` (each positive against its negatives, cross-entropy: a sampled
+            ranking loss) or ``"bce"`` (binary cross-entropy per link).
         batch_size: supervision edges per mini-batch; ``None`` chooses full-batch unless the
             graph has more than ``FULL_BATCH_MAX_EDGES`` message-passing edges.
         num_neighbors: neighbours sampled per hop and edge type in mini-batch mode.
@@ -62,7 +66,8 @@ class TrainConfig:
     lr: float = 0.005
     weight_decay: float = 0.0
     patience: int = 20
-    negatives: int = 1
+    negatives: int = 20
+    loss: str = "softmax"
     batch_size: int | None = None
     num_neighbors: tuple[int, ...] = (10, 10)
     max_seconds: float | None = None
@@ -73,6 +78,8 @@ class TrainConfig:
         for name in ("epochs", "patience", "negatives"):
             if getattr(self, name) < 1:
                 raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.loss not in LOSSES:
+            raise TrainConfigError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         if self.lr <= 0:
             raise TrainConfigError(f"lr must be positive, got {self.lr}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -156,7 +163,7 @@ def _full_batch_epoch(
     model.train()
     graph, supervision = split.train_graph(generator)
     supervision = {edge_type: pos.to(device) for edge_type, pos in supervision.items()}
-    return _step(model, optimizer, graph.to(device), supervision, config.negatives, generator)
+    return _step(model, optimizer, graph.to(device), supervision, config, generator)
 
 
 def _mini_batch_epoch(
@@ -187,7 +194,7 @@ def _mini_batch_epoch(
         for batch in loader:
             batch = batch.to(device)
             label_index = {edge_type: batch[edge_type].edge_label_index}
-            total += _step(model, optimizer, batch, label_index, config.negatives, generator)
+            total += _step(model, optimizer, batch, label_index, config, generator)
             batches += 1
     return total / max(batches, 1)
 
@@ -197,14 +204,14 @@ def _step(
     optimizer: torch.optim.Optimizer,
     graph: HeteroData,
     supervision: dict[EdgeType, torch.Tensor],
-    negatives: int,
+    config: TrainConfig,
     generator: torch.Generator,
 ) -> float:
     """One optimiser step: embed ``graph``, link loss on ``supervision`` (+ auxiliary loss)."""
     optimizer.zero_grad()
     z = model(graph)
     loss = sum(
-        _link_loss(model, z, edge_type, pos, negatives, generator)
+        _link_loss(model, z, edge_type, pos, config, generator)
         for edge_type, pos in supervision.items()
     )
     aux = model.auxiliary_loss(graph, z)
@@ -220,16 +227,23 @@ def _link_loss(
     z: dict[str, torch.Tensor],
     edge_type: EdgeType,
     pos: torch.Tensor,
-    negatives: int,
+    config: TrainConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """BCE of positives against ``negatives`` uniformly drawn destinations per positive."""
+    """The loss of positives against ``config.negatives`` uniformly drawn destinations each:
+    softmax cross-entropy of each positive among its negatives (a sampled ranking loss, what
+    MRR measures), or binary cross-entropy of every link on its own."""
+    negatives = config.negatives
     n_dst = z[edge_type[2]].size(0)
     src = pos[0].repeat(negatives)
     dst = torch.randint(0, n_dst, (src.numel(),), generator=generator).to(pos.device)
     neg = torch.stack([src, dst])
     pos_logits = model.link_logits(z, edge_type, pos)
     neg_logits = model.link_logits(z, edge_type, neg)
+    if config.loss == "softmax":
+        logits = torch.cat([pos_logits.unsqueeze(1), neg_logits.view(negatives, -1).t()], dim=1)
+        target = torch.zeros(logits.size(0), dtype=torch.long, device=logits.device)
+        return F.cross_entropy(logits, target)
     return F.binary_cross_entropy_with_logits(
         pos_logits, torch.ones_like(pos_logits)
     ) + F.binary_cross_entropy_with_logits(neg_logits, torch.zeros_like(neg_logits))

@@ -11,7 +11,7 @@ from torch_geometric.nn import MLP
 
 from mmgraph.gnn.models.base import EmbeddingModel, GraphMeta, num_nodes_dict
 from mmgraph.gnn.models.decoder import DistMultDecoder
-from mmgraph.gnn.models.inputs import ConcatInput
+from mmgraph.gnn.models.inputs import ConcatInput, FeatureSkip
 
 
 class EarlyFusion(EmbeddingModel):
@@ -25,6 +25,7 @@ class EarlyFusion(EmbeddingModel):
         \mathbf{z}_v = \mathrm{MLP}\left(\mathrm{ReLU}\left(\mathbf{W}_{\tau(v)}
         \left[ \tfrac{\mathbf{x}_{v,1}}{\lVert \mathbf{x}_{v,1} \rVert} \,\Vert\, \cdots
         \,\Vert\, \mathbb{1}[1 \in M_v], \ldots \right] + \mathbf{b}_{\tau(v)}\right)\right)
+        + \mathbf{s}_v
 
     Args:
         meta (GraphMeta): The graph schema.
@@ -34,6 +35,9 @@ class EarlyFusion(EmbeddingModel):
         num_layers (int, optional): Linear layers of the MLP after the input projection.
             (default: :obj:`2`)
         dropout (float, optional): Dropout between layers. (default: :obj:`0.2`)
+        input_skip (bool, optional): Add :class:`~mmgraph.gnn.models.inputs.FeatureSkip` (the
+            raw modalities, mapped per modality) to the output; the graph models have the same
+            skip, so the two differ only in message passing. (default: :obj:`True`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with the schema of ``meta``
@@ -51,22 +55,30 @@ class EarlyFusion(EmbeddingModel):
         out_channels: int = 128,
         num_layers: int = 2,
         dropout: float = 0.2,
+        input_skip: bool = True,
     ) -> None:
         super().__init__(
             meta, target_edge_types, hidden_channels, out_channels, num_layers, dropout
         )
         self.input = ConcatInput(meta, hidden_channels, normalize=True)
         self.mlp = MLP([hidden_channels] * num_layers + [out_channels], dropout=dropout, norm=None)
+        self.skip = FeatureSkip(meta, out_channels) if input_skip and meta.all_modalities else None
         self.decoder = DistMultDecoder(self.target_edge_types, out_channels)
 
     def reset_parameters(self) -> None:
         self.input.reset_parameters()
+        if self.skip is not None:
+            self.skip.reset_parameters()
         self.mlp.reset_parameters()
         self.decoder.reset_parameters()
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
         num_nodes = num_nodes_dict(data, self.meta)
-        return {
+        out = {
             t: self.mlp(F.dropout(x.relu(), p=self.dropout, training=self.training))
             for t, x in self.input(data, num_nodes).items()
         }
+        if self.skip is None:
+            return out
+        skip = self.skip(data, num_nodes)
+        return {t: out[t] + skip[t] for t in out}

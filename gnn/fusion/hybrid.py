@@ -38,6 +38,8 @@ class HybridFusion(EmbeddingModel):
             (default: :obj:`128`)
         num_layers (int, optional): MLP layers of both parts. (default: :obj:`2`)
         dropout (float, optional): Dropout between layers. (default: :obj:`0.2`)
+        input_skip (bool, optional): Both parts add the input skip
+            (:class:`~mmgraph.gnn.models.inputs.FeatureSkip`). (default: :obj:`True`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with the schema of ``meta``
@@ -55,11 +57,20 @@ class HybridFusion(EmbeddingModel):
         out_channels: int = 128,
         num_layers: int = 2,
         dropout: float = 0.2,
+        input_skip: bool = True,
     ) -> None:
         super().__init__(
             meta, target_edge_types, hidden_channels, out_channels, num_layers, dropout
         )
-        args = (meta, target_edge_types, hidden_channels, out_channels, num_layers, dropout)
+        args = (
+            meta,
+            target_edge_types,
+            hidden_channels,
+            out_channels,
+            num_layers,
+            dropout,
+            input_skip,
+        )
         self.early = EarlyFusion(*args)
         self.late = LateFusion(*args)
         self.mix_logit = torch.nn.Parameter(torch.empty(()))

@@ -12,7 +12,7 @@ from torch_geometric.nn import MLP
 
 from mmgraph.gnn.models.base import EmbeddingModel, GraphMeta, ModelConfigError, num_nodes_dict
 from mmgraph.gnn.models.decoder import DistMultDecoder
-from mmgraph.gnn.models.inputs import ModalityInput
+from mmgraph.gnn.models.inputs import FeatureSkip, ModalityInput
 
 
 class LateFusion(EmbeddingModel):
@@ -24,13 +24,15 @@ class LateFusion(EmbeddingModel):
     ends of the link. Edges are ignored:
 
     .. math::
-        \mathbf{z}_{v,m} = \mathrm{MLP}_m(\mathrm{ReLU}(\mathbf{h}_{v,m})), \qquad
+        \mathbf{z}_{v,m} = \mathrm{MLP}_m(\mathrm{ReLU}(\mathbf{h}_{v,m})) + \mathbf{s}_{v,m},
+        \qquad
         w = \mathrm{softmax}(\boldsymbol{\theta}), \qquad
         s(u, r, v) = \frac{\sum_{m \in M_u \cap M_v} w_m \, \mathrm{DistMult}_{r,m}
         (\mathbf{z}_{u,m}, \mathbf{z}_{v,m})}{\sum_{m \in M_u \cap M_v} w_m}
 
-    (0 when the two ends share no modality). A node with no modality at all stands its type's
-    learned vector in for every modality.
+    (0 when the two ends share no modality), :math:`\mathbf{s}_{v,m}` the modality's input
+    skip (:class:`~mmgraph.gnn.models.inputs.FeatureSkip`). A node with no modality at all
+    stands its type's learned vector in for every modality.
 
     :meth:`forward` returns, per node, the concatenation
     :math:`[\sqrt{w_1}\,\mathbf{z}_{v,1} \Vert \cdots \Vert \sqrt{w_k}\,\mathbf{z}_{v,k}]`
@@ -48,6 +50,9 @@ class LateFusion(EmbeddingModel):
         num_layers (int, optional): Linear layers of each modality's MLP after the input
             projection. (default: :obj:`2`)
         dropout (float, optional): Dropout between layers. (default: :obj:`0.2`)
+        input_skip (bool, optional): Add each modality's
+            :class:`~mmgraph.gnn.models.inputs.FeatureSkip` to its embedding.
+            (default: :obj:`True`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with the schema of ``meta``
@@ -65,6 +70,7 @@ class LateFusion(EmbeddingModel):
         out_channels: int = 128,
         num_layers: int = 2,
         dropout: float = 0.2,
+        input_skip: bool = True,
     ) -> None:
         super().__init__(
             meta, target_edge_types, hidden_channels, out_channels, num_layers, dropout
@@ -79,6 +85,7 @@ class LateFusion(EmbeddingModel):
                 for m in self.modalities
             }
         )
+        self.skip = FeatureSkip(meta, out_channels) if input_skip else None
         self.modality_logits = torch.nn.Parameter(torch.empty(len(self.modalities)))
         self.decoder = DistMultDecoder(self.target_edge_types, self.embedding_dim)
         self.reset_parameters()
@@ -91,6 +98,8 @@ class LateFusion(EmbeddingModel):
         self.input.reset_parameters()
         for mlp in self.mlps.values():
             mlp.reset_parameters()
+        if self.skip is not None:
+            self.skip.reset_parameters()
         torch.nn.init.zeros_(self.modality_logits)
         self.decoder.reset_parameters()
 
@@ -105,6 +114,7 @@ class LateFusion(EmbeddingModel):
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
         num_nodes = num_nodes_dict(data, self.meta)
         projected = self.input.project(data, num_nodes)
+        skips = self.skip.project(data, num_nodes) if self.skip is not None else None
         scale = self.weights().sqrt()
         out = {}
         for t in self.meta.node_types:
@@ -122,6 +132,8 @@ class LateFusion(EmbeddingModel):
                 else:
                     present, h = none, fallback
                 z = self.mlps[m](F.dropout(h.relu(), p=self.dropout, training=self.training))
+                if skips is not None and m in skips[t]:
+                    z = z + skips[t][m][0]
                 blocks.append(z * (scale[i] * present.to(z.dtype)).unsqueeze(-1))
             out[t] = torch.cat(blocks, dim=-1)
         return out

@@ -19,7 +19,7 @@ from mmgraph.gnn.models.base import (
     stack_types,
 )
 from mmgraph.gnn.models.decoder import DistMultDecoder
-from mmgraph.gnn.models.inputs import ConcatInput
+from mmgraph.gnn.models.inputs import ConcatInput, FeatureSkip
 
 
 class GCN(EmbeddingModel):
@@ -34,7 +34,8 @@ class GCN(EmbeddingModel):
         \hat{\mathbf{D}}^{-1/2} \mathbf{H}^{(l)} \mathbf{W}^{(l)}\right)
 
     with :math:`\hat{\mathbf{A}} = \mathbf{A} + \mathbf{I}`, :math:`\sigma` = ReLU and dropout
-    between layers and the identity after the last one.
+    between layers and the identity after the last one; the output adds the input skip
+    :math:`\mathbf{s}_v` (:class:`~mmgraph.gnn.models.inputs.FeatureSkip`).
 
     Args:
         meta (GraphMeta): The graph schema.
@@ -46,6 +47,8 @@ class GCN(EmbeddingModel):
         dropout (float, optional): Dropout between layers. (default: :obj:`0.2`)
         normalize_inputs (bool, optional): L2-normalise each modality before the input
             projection. (default: :obj:`False`)
+        input_skip (bool, optional): Add :class:`~mmgraph.gnn.models.inputs.FeatureSkip` (the
+            raw modalities, mapped per modality) to the output. (default: :obj:`True`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with the schema of ``meta``
@@ -64,6 +67,7 @@ class GCN(EmbeddingModel):
         num_layers: int = 2,
         dropout: float = 0.2,
         normalize_inputs: bool = False,
+        input_skip: bool = True,
     ) -> None:
         super().__init__(
             meta, target_edge_types, hidden_channels, out_channels, num_layers, dropout
@@ -73,10 +77,13 @@ class GCN(EmbeddingModel):
             GCNConv(hidden_channels, out_channels if i == num_layers - 1 else hidden_channels)
             for i in range(num_layers)
         )
+        self.skip = FeatureSkip(meta, out_channels) if input_skip and meta.all_modalities else None
         self.decoder = DistMultDecoder(self.target_edge_types, out_channels)
 
     def reset_parameters(self) -> None:
         self.input.reset_parameters()
+        if self.skip is not None:
+            self.skip.reset_parameters()
         for conv in self.convs:
             conv.reset_parameters()
         self.decoder.reset_parameters()
@@ -91,4 +98,8 @@ class GCN(EmbeddingModel):
             x = conv(x, edge_index)
             if i < len(self.convs) - 1:
                 x = F.dropout(x.relu(), p=self.dropout, training=self.training)
-        return split_homogeneous(x, slices)
+        out = split_homogeneous(x, slices)
+        if self.skip is None:
+            return out
+        skip = self.skip(data, num_nodes)
+        return {t: out[t] + skip[t] for t in out}

@@ -12,7 +12,7 @@ from torch_geometric.nn import HGTConv
 
 from mmgraph.gnn.models.base import EmbeddingModel, GraphMeta, ModelConfigError, num_nodes_dict
 from mmgraph.gnn.models.decoder import DistMultDecoder
-from mmgraph.gnn.models.inputs import ModalityInput
+from mmgraph.gnn.models.inputs import FeatureSkip, ModalityInput
 
 
 class HGT(EmbeddingModel):
@@ -24,10 +24,12 @@ class HGT(EmbeddingModel):
         \mathbf{h}^{(0)}_v = \mathrm{ReLU}(\mathrm{ModalityInput}(\mathbf{x}_v)), \qquad
         \mathbf{h}^{(l+1)} = \mathrm{HGTConv}^{(l)}(\mathbf{h}^{(l)}), \qquad
         \mathbf{z}_v = \mathbf{W}_{\tau(v)} \mathbf{h}^{(L)}_v + \mathbf{b}_{\tau(v)}
+        + \mathbf{s}_v
 
-    with dropout between layers. Every message-passing edge type of ``meta`` has its own
-    attention and message weights; a node type that no edge type points to keeps its input
-    through a layer (the convolution gives it no output).
+    with dropout between layers and :math:`\mathbf{s}_v` the input skip
+    (:class:`~mmgraph.gnn.models.inputs.FeatureSkip`). Every message-passing edge type of
+    ``meta`` has its own attention and message weights; a node type that no edge type points to
+    keeps its input through a layer (the convolution gives it no output).
 
     Args:
         meta (GraphMeta): The graph schema; ``meta.edge_types`` are the relations attended over.
@@ -39,6 +41,8 @@ class HGT(EmbeddingModel):
             (default: :obj:`2`)
         dropout (float, optional): Dropout between layers. (default: :obj:`0.2`)
         heads (int, optional): Attention heads. (default: :obj:`2`)
+        input_skip (bool, optional): Add :class:`~mmgraph.gnn.models.inputs.FeatureSkip` (the
+            raw modalities, mapped per modality) to the output. (default: :obj:`True`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with the schema of ``meta``
@@ -58,6 +62,7 @@ class HGT(EmbeddingModel):
         num_layers: int = 2,
         dropout: float = 0.2,
         heads: int = 2,
+        input_skip: bool = True,
     ) -> None:
         super().__init__(
             meta, target_edge_types, hidden_channels, out_channels, num_layers, dropout
@@ -80,10 +85,13 @@ class HGT(EmbeddingModel):
         self.outs = torch.nn.ModuleDict(
             {t: torch.nn.Linear(hidden_channels, out_channels) for t in meta.node_types}
         )
+        self.skip = FeatureSkip(meta, out_channels) if input_skip and meta.all_modalities else None
         self.decoder = DistMultDecoder(self.target_edge_types, out_channels)
 
     def reset_parameters(self) -> None:
         self.input.reset_parameters()
+        if self.skip is not None:
+            self.skip.reset_parameters()
         for conv in self.convs:
             conv.reset_parameters()
         for lin in self.outs.values():
@@ -115,4 +123,8 @@ class HGT(EmbeddingModel):
                     t: F.dropout(x, p=self.dropout, training=self.training)
                     for t, x in x_dict.items()
                 }
-        return {t: self.outs[t](x) for t, x in x_dict.items()}
+        out = {t: self.outs[t](x) for t, x in x_dict.items()}
+        if self.skip is None:
+            return out
+        skip = self.skip(data, num_nodes)
+        return {t: out[t] + skip[t] for t in out}

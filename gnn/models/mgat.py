@@ -21,7 +21,7 @@ from mmgraph.gnn.models.base import (
     stack_types,
 )
 from mmgraph.gnn.models.decoder import DistMultDecoder
-from mmgraph.gnn.models.inputs import ModalityInput
+from mmgraph.gnn.models.inputs import FeatureSkip, ModalityInput
 
 ATTENTIONS = {"gat": GATConv, "gatv2": GATv2Conv}
 
@@ -45,7 +45,8 @@ class MGAT(EmbeddingModel):
 
     A node with no modality present takes the output of one more branch, run on the fused input
     (mean of present projections; the learned per-type vector where none is), so that such nodes
-    still carry their neighbourhood's content.
+    still carry their neighbourhood's content. The input skip
+    (:class:`~mmgraph.gnn.models.inputs.FeatureSkip`) is added to :math:`\mathbf{z}_v`.
 
     With ``contrastive_weight > 0``, :meth:`auxiliary_loss` adds a symmetric InfoNCE term
     between each node's embedding from its first contrastive modality alone and from its second
@@ -71,6 +72,8 @@ class MGAT(EmbeddingModel):
             (default: :obj:`("text", "image")`)
         contrastive_max_nodes (int, optional): Most nodes drawn per call for the InfoNCE term.
             (default: :obj:`512`)
+        input_skip (bool, optional): Add :class:`~mmgraph.gnn.models.inputs.FeatureSkip` (the
+            raw modalities, mapped per modality) to the fused output. (default: :obj:`True`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with the schema of ``meta``
@@ -94,6 +97,7 @@ class MGAT(EmbeddingModel):
         temperature: float = 0.1,
         contrastive_modalities: tuple[str, str] = ("text", "image"),
         contrastive_max_nodes: int = 512,
+        input_skip: bool = True,
     ) -> None:
         super().__init__(
             meta, target_edge_types, hidden_channels, out_channels, num_layers, dropout
@@ -139,6 +143,7 @@ class MGAT(EmbeddingModel):
         self.fallback_branch = self._branch()
         self.gate = torch.nn.Linear(out_channels, hidden_channels)
         self.gate_query = torch.nn.Parameter(torch.empty(hidden_channels))
+        self.skip = FeatureSkip(meta, out_channels) if input_skip and meta.all_modalities else None
         self.decoder = DistMultDecoder(self.target_edge_types, out_channels)
         self.reset_parameters()
 
@@ -158,6 +163,8 @@ class MGAT(EmbeddingModel):
                 conv.reset_parameters()
         self.gate.reset_parameters()
         torch.nn.init.normal_(self.gate_query, std=self.hidden_channels**-0.5)
+        if self.skip is not None:
+            self.skip.reset_parameters()
         self.decoder.reset_parameters()
 
     def _run_branch(self, branch: torch.nn.ModuleList, x: Tensor, edge_index: Tensor) -> Tensor:
@@ -223,6 +230,8 @@ class MGAT(EmbeddingModel):
             fused = stack_types(self.input.fuse(projected, num_nodes), self.meta)
             fallback = self._run_branch(self.fallback_branch, fused, edge_index)
             z = torch.where(none.unsqueeze(-1), fallback, z)
+        if self.skip is not None:
+            z = z + stack_types(self.skip(data, num_nodes), self.meta)
         return split_homogeneous(z, slices), split_homogeneous(weights, slices)
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:

@@ -8,6 +8,7 @@ import torch
 from mmgraph.gnn.fusion import EarlyFusion, HybridFusion, LateFusion
 from mmgraph.gnn.models import GCN, HGT, MGAT, MODELS, GraphMeta, ModelConfigError, isolated_view
 from mmgraph.gnn.models.decoder import DistMultDecoder
+from mmgraph.gnn.models.inputs import FeatureSkip
 
 from . import cases
 from .cases import TARGETS, toy_graph
@@ -240,3 +241,37 @@ def test_hybrid_logit_mixes_early_and_late() -> None:
         assert torch.allclose(
             model.link_logits(z, TARGETS[1], edges), a * early + (1 - a) * late, atol=1e-5
         )
+
+
+def test_feature_skip_shares_one_map_per_modality_across_node_types() -> None:
+    data = toy_graph()
+    skip = FeatureSkip(GraphMeta.from_data(data), 8)
+    # item 5 and tag 2 get the same text: only item 5's image tells their skips apart
+    data["Tag"].text_x[2] = data["Item"].text_x[5]
+    num_nodes = {t: data[t].num_nodes for t in data.node_types}
+    with torch.no_grad():
+        parts = skip.project(data, num_nodes)
+        out = skip(data, num_nodes)
+    assert torch.allclose(parts["Item"]["text"][0][5], parts["Tag"]["text"][0][2])
+    item = (parts["Item"]["text"][0][5] + parts["Item"]["image"][0][5]) / 2
+    assert torch.allclose(out["Item"][5], item)
+    assert torch.allclose(out["Item"][0], parts["Item"]["image"][0][0])  # item 0: image only
+    assert torch.all(out["Item"][2] == 0)  # item 2: no modality
+    assert torch.all(out["Category"] == 0)
+
+
+def test_feature_skip_refuses_one_modality_of_two_sizes() -> None:
+    meta = GraphMeta(("A", "B"), (), {"A": {"text": 4}, "B": {"text": 5}})
+    with pytest.raises(ModelConfigError, match="text"):
+        FeatureSkip(meta, 8)
+
+
+@pytest.mark.parametrize("name", ["gcn", "mgat", "hgt", "early", "late", "hybrid"])
+def test_input_skip_can_be_turned_off(name: str) -> None:
+    data = toy_graph()
+    on = MODELS[name](GraphMeta.from_data(data), TARGETS, hidden_channels=16, out_channels=8)
+    off = MODELS[name](
+        GraphMeta.from_data(data), TARGETS, hidden_channels=16, out_channels=8, input_skip=False
+    )
+    assert any("skip.lins" in key for key in on.state_dict())
+    assert not any("skip.lins" in key for key in off.state_dict())
