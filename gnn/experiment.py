@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from torch_geometric.data import HeteroData
 
 from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.gnn.artifacts import RunRecord, centered_unit, new_run_id, save_run
@@ -242,6 +243,28 @@ def _save(
     result.run_id = run_id
 
 
+def feature_embeddings(graph: HeteroData) -> dict[str, torch.Tensor]:
+    """The raw-feature anchor: each node's L2-normalised modalities side by side (every modality
+    of the graph in name order, zeros where absent), so that cosine ranks a node's candidates by
+    the encoders' own similarity over the modalities both ends carry. No training, no edges:
+    what every model has to beat."""
+    meta = GraphMeta.from_data(graph)
+    dims = {m: d for mods in meta.modalities.values() for m, d in mods.items()}
+    out = {}
+    for node_type in meta.node_types:
+        n = graph[node_type].num_nodes or 0
+        blocks = []
+        for modality in meta.all_modalities:
+            if modality in meta.modalities[node_type]:
+                x = torch.nn.functional.normalize(graph[node_type][f"{modality}_x"].float(), dim=1)
+                mask = graph[node_type][f"{modality}_mask"].bool().unsqueeze(1)
+                blocks.append(x * mask)
+            else:
+                blocks.append(torch.zeros(n, dims[modality]))
+        out[node_type] = torch.cat(blocks, dim=1) if blocks else torch.zeros(n, 0)
+    return out
+
+
 def fastrp_metrics(embeddings: dict[str, np.ndarray], split: LinkSplit) -> dict[str, float | None]:
     """The protocol's metrics for precomputed embeddings (GDS FastRP) of the test graph,
     scored by cosine; FastRP cannot embed a modality alone, so retrieval is ``None``."""
@@ -294,10 +317,12 @@ def compare_models(
     home: Path | None = None,
     fastrp: Callable[[list[tuple[str, str]]], dict[str, np.ndarray]] | None = None,
     progress: Callable[[str, int, dict[str, float]], None] | None = None,
+    features: bool = True,
 ) -> Comparison:
     """Train and evaluate ``models`` on ``split`` (reusing a saved run made on the very same
-    split and settings), plus the FastRP anchor row when ``fastrp`` (test-graph edges as uid
-    pairs -> embeddings per node type) is given."""
+    split and settings), plus the anchor rows: ``features`` (the raw encoders' cosine,
+    :func:`feature_embeddings`) unless turned off, and FastRP when ``fastrp`` (test-graph edges
+    as uid pairs -> embeddings per node type) is given."""
     config = train_config or TrainConfig()
     described = split.describe()
     comparison = Comparison({"split": described, "models": {}})
@@ -325,6 +350,12 @@ def compare_models(
         if history:
             comparison.histories[name] = history
         comparison.maps.update(_labelled(name, embeddings, split))
+    if features:
+        started = time.perf_counter()
+        metrics = evaluate(Embedder(embed=feature_embeddings, score=cosine_score), split)
+        metrics["train_seconds"] = time.perf_counter() - started
+        comparison.table["models"]["features"] = {k: metrics.get(k) for k in METRIC_KEYS}
+        comparison.maps.update(_labelled("features", feature_embeddings(split.full_graph()), split))
     if fastrp is not None:
         started = time.perf_counter()
         embeddings = fastrp(visible_edges(split, uids))

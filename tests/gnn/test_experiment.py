@@ -11,7 +11,12 @@ import torch
 from torch_geometric.data import HeteroData
 
 from mmgraph.gnn.artifacts import list_runs, load_run, set_active_run
-from mmgraph.gnn.experiment import MODEL_NAMES, run_experiment
+from mmgraph.gnn.experiment import (
+    MODEL_NAMES,
+    compare_models,
+    feature_embeddings,
+    run_experiment,
+)
 from mmgraph.gnn.split import SplitConfig, split_graph
 from mmgraph.gnn.train import TrainConfig
 
@@ -99,3 +104,19 @@ def test_each_model_beats_random_ranking_clearly(split, model: str, tmp_path: Pa
     set_active_run(tmp_path, result.run_id)
     assert load_run(tmp_path).run_id == result.run_id
     assert [r.run_id for r in list_runs(tmp_path)] == [result.run_id]
+
+
+def test_feature_anchor_ranks_by_the_encoders_cosine(split) -> None:
+    link_split, uids = split
+    graph = link_split.graph("test")
+    z = feature_embeddings(graph)
+    # Items: image (12) then text (16) blocks side by side; tags: zeros for the image, text.
+    assert z["Item"].shape == (120, 28) and z["Tag"].shape == (32, 28)
+    assert torch.all(z["Tag"][:, :12] == 0) and z["Group"].shape == (4, 28)
+    no_image = ~graph["Item"].image_mask
+    assert torch.all(z["Item"][no_image, :12] == 0)
+    text = torch.nn.functional.normalize(graph["Item"].text_x, dim=1)
+    torch.testing.assert_close(z["Item"][:, 12:], text)
+    table = compare_models(split=link_split, uids=uids, models=["cca"]).table["models"]
+    assert set(table) == {"cca", "features"}
+    assert table["features"]["mrr"] > 0.3 and table["features"]["recall@10"] is None
