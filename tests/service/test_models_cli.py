@@ -85,7 +85,9 @@ def test_evaluate_prints_one_table_and_writes_the_report(
     # The session's Neo4j has no GDS: the FastRP row is left out with a warning, not an error.
     assert result.exit_code == 0, result.output
     table = json.loads(result.stdout)
-    assert set(table) == {"split", "models"} and list(table["models"]) == ["early", "late"]
+    # The trained models, then the raw-feature anchor row (no FastRP: no GDS here).
+    assert set(table) == {"split", "models"}
+    assert list(table["models"]) == ["early", "late", "features"]
     keys = {"mrr", "hits@1", "hits@3", "hits@10", "auc", "nmi", "ari", "recall@1", "recall@10"}
     assert set(table["models"]["early"]) == keys | {"train_seconds"}
     assert table["models"]["late"]["nmi"] is None  # no label relation in this graph
