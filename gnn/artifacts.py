@@ -311,8 +311,13 @@ def _load_network(run: ModelRun) -> _Network:
         raise UnknownModelKindError(
             f"run {run.run_id} was made by a model this version does not know: {run.model!r}"
         )
-    model = cls(run.meta, list(run.relations), **run.config.get("model_options", {}))
-    model.load_state_dict(load_torch(path))
+    weights = load_torch(path)
+    options = dict(run.config.get("model_options", {}))
+    # Runs saved before the input skip existed carry no skip weights: build them without it.
+    if "input_skip" not in options and not any("skip.lins." in k for k in weights):
+        options["input_skip"] = False
+    model = cls(run.meta, list(run.relations), **options)
+    model.load_state_dict(weights)
     model.eval()
     net.model = model
     return net

@@ -3,6 +3,7 @@ its run directory answers the service's questions."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,24 @@ def test_feature_anchor_ranks_by_the_encoders_cosine(split) -> None:
     table = compare_models(split=link_split, uids=uids, models=["cca"]).table["models"]
     assert set(table) == {"cca", "features"}
     assert table["features"]["mrr"] > 0.3 and table["features"]["recall@10"] is None
+
+
+def test_a_run_saved_before_the_input_skip_still_loads(split, tmp_path: Path) -> None:
+    link_split, uids = split
+    options = {"hidden_channels": 16, "out_channels": 16, "input_skip": False}
+    result = run_experiment(
+        model="gcn",
+        split=link_split,
+        uids=uids,
+        train_config=TrainConfig(epochs=2, patience=2),
+        model_options=options,
+        home=tmp_path,
+    )
+    # Such a run's config names no input_skip, and its weights hold no skip.
+    path = result.path / "run.json"
+    raw = json.loads(path.read_text())
+    del raw["config"]["model_options"]["input_skip"]
+    path.write_text(json.dumps(raw))
+    run = load_run(tmp_path, result.run_id)
+    query = run.embed_query("Item", "text", link_split.base["Item"].text_x[:2].numpy(), "text")
+    assert query.shape == (2, 16) and np.isfinite(query).all()
