@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from memory import hwm_bytes, maxrss_bytes, reset_peak, rss_bytes
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
 DIM = 384
@@ -58,36 +58,6 @@ POSTER_PNG = (7000, 7000)
 CLIPART_PNG = (12000, 9000)
 CLEAR = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
 MB = 1024 * 1024
-
-
-# -- memory of this process ---------------------------------------------------------------------
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _maxrss_bytes() -> int:
-    """Peak RSS of this process's lifetime (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _reset_peak() -> bool:
-    """Reset this process's peak RSS (``VmHWM``; Linux 4.0+); whether it could."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _hwm_bytes() -> int:
-    """Peak RSS since the last :func:`_reset_peak` (``VmHWM``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return _maxrss_bytes()
 
 
 # -- child processes ----------------------------------------------------------------------------
@@ -120,16 +90,16 @@ def run_ingest(payload: dict[str, Any]) -> dict[str, Any]:
         max_image_pixels=settings.max_image_pixels,
     )
     encoders = Encoders()
-    rss_start = _rss_bytes()
+    rss_start = rss_bytes()
     model_s = None
     if payload["load_image_model"]:
         t0 = time.perf_counter()
         encoders.image_encoder().load()
         model_s = time.perf_counter() - t0
     with open_store(settings) as store:
-        rss_before = _rss_bytes()
-        maxrss_before = _maxrss_bytes()
-        reset = _reset_peak()
+        rss_before = rss_bytes()
+        maxrss_before = maxrss_bytes()
+        reset = reset_peak()
         t0 = time.perf_counter()
         result = ingest_files(store, [Path(payload["file"])], options, encoders)
         wall = time.perf_counter() - t0
@@ -153,8 +123,8 @@ def run_ingest(payload: dict[str, Any]) -> dict[str, Any]:
         "image_model_load_s": model_s,
         "rss_before_mb": rss_before / MB,
         "maxrss_before_mb": maxrss_before / MB,
-        "peak_rss_mb": _maxrss_bytes() / MB,
-        "growth_mb": (_hwm_bytes() - rss_before) / MB if reset else None,
+        "peak_rss_mb": maxrss_bytes() / MB,
+        "growth_mb": (hwm_bytes() - rss_before) / MB if reset else None,
         "peak_reset_before_ingest": reset,
     }
 
@@ -255,7 +225,7 @@ def make_posters(payload: dict[str, Any]) -> dict[str, Any]:
     (folder / "posters.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return {
         "files": {name: (folder / name).stat().st_size for name in made},
-        "peak_rss_mb": _maxrss_bytes() / MB,
+        "peak_rss_mb": maxrss_bytes() / MB,
     }
 
 

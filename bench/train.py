@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from memory import hwm_bytes, maxrss_bytes, reset_peak, rss_bytes
 
 RESULTS = Path(__file__).parent / "results" / "train.json"
 TEXT_DIM, IMAGE_DIM, EXPORT_DIM = 384, 128, 384
@@ -120,32 +120,6 @@ def split_for(data, n: int, split_graph_max: int):  # -> (LinkSplit, str)
 # -- one training case, in its own process ---------------------------------------------------
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _reset_peak() -> bool:
-    """Reset this process's peak RSS (``VmHWM``; Linux 4.0+); whether it could."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _hwm_bytes() -> int:
-    """This process's peak RSS since the last :func:`_reset_peak` (``VmHWM``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return _peak_bytes()
-
-
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """Time ``case["epochs"]`` epochs (after one warm-up) of one model on one graph size."""
     import torch
@@ -197,7 +171,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     epoch_fn = _mini_batch_epoch if mini else _full_batch_epoch
-    setup_rss = _rss_bytes()
+    setup_rss = rss_bytes()
     epochs = []
     for _ in range(config.epochs):
         t0 = time.perf_counter()
@@ -225,7 +199,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         "split_s": split_s,
         "split": split_kind,
         "setup_rss_gb": setup_rss / 1e9,
-        "peak_rss_gb": _peak_bytes() / 1e9,
+        "peak_rss_gb": maxrss_bytes() / 1e9,
     }
 
 
@@ -290,13 +264,13 @@ def run_export(payload: dict[str, Any]) -> dict[str, Any]:
     with neo4j.GraphDatabase.driver(payload["uri"], auth=tuple(payload["auth"])) as driver:
         store = GraphStore(driver, payload["database"])
         store.counts()  # connect (and load the driver's code paths) before measuring
-        before = _rss_bytes()
-        reset = _reset_peak()
+        before = rss_bytes()
+        reset = reset_peak()
         t0 = time.perf_counter()
         arrays = read_graph(store)
         seconds = time.perf_counter() - t0
-        peak = _hwm_bytes()
-        after = _rss_bytes()
+        peak = hwm_bytes()
+        after = rss_bytes()
     nodes = sum(len(u) for u in arrays.uids.values())
     edges = sum(len(e[0]) for e in arrays.edges.values())
     growth = peak - before
