@@ -78,7 +78,4 @@ class EarlyFusion(EmbeddingModel):
             t: self.mlp(F.dropout(x.relu(), p=self.dropout, training=self.training))
             for t, x in self.input(data, num_nodes).items()
         }
-        if self.skip is None:
-            return out
-        skip = self.skip(data, num_nodes)
-        return {t: out[t] + skip[t] for t in out}
+        return out if self.skip is None else self.skip.add_to(out, data, num_nodes)

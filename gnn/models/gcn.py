@@ -99,7 +99,4 @@ class GCN(EmbeddingModel):
             if i < len(self.convs) - 1:
                 x = F.dropout(x.relu(), p=self.dropout, training=self.training)
         out = split_homogeneous(x, slices)
-        if self.skip is None:
-            return out
-        skip = self.skip(data, num_nodes)
-        return {t: out[t] + skip[t] for t in out}
+        return out if self.skip is None else self.skip.add_to(out, data, num_nodes)

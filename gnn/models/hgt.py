@@ -124,7 +124,4 @@ class HGT(EmbeddingModel):
                     for t, x in x_dict.items()
                 }
         out = {t: self.outs[t](x) for t, x in x_dict.items()}
-        if self.skip is None:
-            return out
-        skip = self.skip(data, num_nodes)
-        return {t: out[t] + skip[t] for t in out}
+        return out if self.skip is None else self.skip.add_to(out, data, num_nodes)

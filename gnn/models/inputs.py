@@ -275,3 +275,10 @@ class FeatureSkip(torch.nn.Module):
             )
             out[t] = total / count.clamp(min=1.0).unsqueeze(-1)
         return out
+
+    def add_to(
+        self, z: Mapping[str, Tensor], data: HeteroData, num_nodes: Mapping[str, int]
+    ) -> dict[str, Tensor]:
+        """``z`` (per-type model outputs of ``data``) plus this skip."""
+        skip = self(data, num_nodes)
+        return {t: z[t] + skip[t] for t in z}
