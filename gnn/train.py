@@ -52,6 +52,13 @@ class TrainConfig:
         lr, weight_decay: Adam's.
         patience: epochs without a better validation MRR before stopping.
         negatives: sampled negatives per supervision edge.
+        hard_negatives: extra negatives per supervision edge two hops from its true end in the
+            epoch's message-passing graph (``d <- e -> t``: another end of a node linked to the
+            true one), what the evaluation's hard candidates are; uniform where none exists.
+        negatives_shared_by: how many supervision edges share one draw of negatives (each
+            edge is still ranked against ``negatives`` of them). Sharing gathers each
+            negative's embedding once per group instead of once per edge, so the loss's memory
+            falls by about that factor and more negatives become affordable; 1 = own draw each.
         loss: ``"softmax"`` (each positive against its negatives, cross-entropy: a sampled
             ranking loss) or ``"bce"`` (binary cross-entropy per link).
         batch_size: supervision edges per mini-batch; ``None`` chooses full-batch unless the
@@ -67,6 +74,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 20
     negatives: int = 20
+    hard_negatives: int = 0
+    negatives_shared_by: int = 1
     loss: str = "softmax"
     batch_size: int | None = None
     num_neighbors: tuple[int, ...] = (10, 10)
@@ -75,9 +84,11 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "patience", "negatives"):
+        for name in ("epochs", "patience", "negatives", "negatives_shared_by"):
             if getattr(self, name) < 1:
                 raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.hard_negatives < 0:
+            raise TrainConfigError(f"hard_negatives must be at least 0, got {self.hard_negatives}")
         if self.loss not in LOSSES:
             raise TrainConfigError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         if self.lr <= 0:
@@ -211,7 +222,7 @@ def _step(
     optimizer.zero_grad()
     z = model(graph)
     loss = sum(
-        _link_loss(model, z, edge_type, pos, config, generator)
+        _link_loss(model, z, edge_type, pos, config, generator, graph[edge_type].edge_index)
         for edge_type, pos in supervision.items()
     )
     aux = model.auxiliary_loss(graph, z)
@@ -229,24 +240,66 @@ def _link_loss(
     pos: torch.Tensor,
     config: TrainConfig,
     generator: torch.Generator,
+    mp_edges: torch.Tensor,
 ) -> torch.Tensor:
-    """The loss of positives against ``config.negatives`` uniformly drawn destinations each:
+    """The loss of positives against ``config.negatives`` uniformly drawn destinations each,
+    one draw per group of ``config.negatives_shared_by`` positives, and ``config.hard_negatives``
+    of their own two hops away in ``mp_edges`` (this edge type's message-passing edges):
     softmax cross-entropy of each positive among its negatives (a sampled ranking loss, what
     MRR measures), or binary cross-entropy of every link on its own."""
-    negatives = config.negatives
-    n_dst = z[edge_type[2]].size(0)
-    src = pos[0].repeat(negatives)
-    dst = torch.randint(0, n_dst, (src.numel(),), generator=generator).to(pos.device)
-    neg = torch.stack([src, dst])
+    n_pos, group, k = pos.size(1), config.negatives_shared_by, config.negatives
+    groups = -(-n_pos // group)
+    # The last group is padded with the first source; its padded rows are dropped below.
+    src = torch.cat([pos[0], pos[0, :1].expand(groups * group - n_pos)]).view(groups, group)
+    dst = torch.randint(0, z[edge_type[2]].size(0), (groups, k), generator=generator)
+    neg_logits = model.candidate_logits(z, edge_type, src, dst.to(pos.device))
+    neg_logits = neg_logits.reshape(groups * group, k)[:n_pos]
+    if config.hard_negatives:
+        hard = _two_hop_negatives(
+            pos, mp_edges, z[edge_type[2]].size(0), config.hard_negatives, generator
+        )
+        src = pos[0].repeat_interleave(config.hard_negatives)
+        hard_logits = model.link_logits(z, edge_type, torch.stack([src, hard.view(-1)]))
+        neg_logits = torch.cat([neg_logits, hard_logits.view(n_pos, -1)], dim=1)
     pos_logits = model.link_logits(z, edge_type, pos)
-    neg_logits = model.link_logits(z, edge_type, neg)
     if config.loss == "softmax":
-        logits = torch.cat([pos_logits.unsqueeze(1), neg_logits.view(negatives, -1).t()], dim=1)
-        target = torch.zeros(logits.size(0), dtype=torch.long, device=logits.device)
+        logits = torch.cat([pos_logits.unsqueeze(1), neg_logits], dim=1)
+        target = torch.zeros(n_pos, dtype=torch.long, device=logits.device)
         return F.cross_entropy(logits, target)
     return F.binary_cross_entropy_with_logits(
         pos_logits, torch.ones_like(pos_logits)
     ) + F.binary_cross_entropy_with_logits(neg_logits, torch.zeros_like(neg_logits))
+
+
+def _two_hop_negatives(
+    pos: torch.Tensor, mp_edges: torch.Tensor, n_dst: int, count: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``(len(pos), count)`` ends two hops from each positive's true end ``d`` over
+    ``mp_edges``: a random edge ``e -> d``, then a random other edge ``e -> t``. A uniform end
+    where there is no such pair (``d`` has no incoming edge, or ``e`` no other edge)."""
+    device = pos.device
+    src, dst = mp_edges.to(device)
+    d = pos[1].repeat_interleave(count)
+    uniform = torch.randint(0, n_dst, (d.numel(),), generator=generator).to(device)
+    if src.numel() == 0:
+        return uniform.view(-1, count)
+    draw = torch.rand(2, d.numel(), generator=generator).to(device)
+    by_dst = torch.argsort(dst)
+    in_ptr = torch.searchsorted(dst[by_dst], torch.arange(n_dst + 1, device=device))
+    in_degree = in_ptr[d + 1] - in_ptr[d]
+    first = in_ptr[d] + (draw[0] * in_degree).long().clamp(max=(in_degree - 1).clamp(min=0))
+    edge = by_dst[first.clamp(max=src.numel() - 1)]  # e -> d (meaningless where in_degree is 0)
+    e = src[edge]
+    by_src = torch.argsort(src)
+    slot = torch.empty_like(by_src)
+    slot[by_src] = torch.arange(by_src.numel(), device=device)
+    out_ptr = torch.searchsorted(src[by_src], torch.arange(int(src.max()) + 2, device=device))
+    others = out_ptr[e + 1] - out_ptr[e] - 1
+    offset = (draw[1] * others).long().clamp(max=(others - 1).clamp(min=0))
+    offset = offset + (offset >= slot[edge] - out_ptr[e]).long()  # skip the edge e -> d
+    t = dst[by_src[(out_ptr[e] + offset).clamp(max=src.numel() - 1)]]
+    found = (in_degree > 0) & (others > 0) & (t != d)
+    return torch.where(found, t, uniform).view(-1, count)
 
 
 @torch.no_grad()

@@ -103,9 +103,20 @@ class HybridFusion(EmbeddingModel):
     def link_logits(
         self, z: Mapping[str, Tensor], edge_type: Sequence[str], edge_label_index: Tensor
     ) -> Tensor:
-        width = self.early.embedding_dim
-        early = {t: x[:, :width] for t, x in z.items()}
-        late = {t: x[:, width:] for t, x in z.items()}
+        early, late = self._parts(z)
         return self.early.link_logits(early, edge_type, edge_label_index) + self.late.link_logits(
             late, edge_type, edge_label_index
         )
+
+    def candidate_logits(
+        self, z: Mapping[str, Tensor], edge_type: Sequence[str], src: Tensor, dst: Tensor
+    ) -> Tensor:
+        early, late = self._parts(z)
+        return self.early.candidate_logits(early, edge_type, src, dst) + self.late.candidate_logits(
+            late, edge_type, src, dst
+        )
+
+    def _parts(self, z: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The early and the late blocks of hybrid embeddings."""
+        width = self.early.embedding_dim
+        return {t: x[:, :width] for t, x in z.items()}, {t: x[:, width:] for t, x in z.items()}

@@ -150,5 +150,23 @@ class LateFusion(EmbeddingModel):
         z_dst = z[edge_type[2]][edge_label_index[1]]
         weighted = self.decoder(z_src, z_dst, edge_type)
         both = (self._presence(z_src) & self._presence(z_dst)).to(weighted.dtype)
-        norm = both @ self.weights()
+        return self._normalised(weighted, both @ self.weights())
+
+    def candidate_logits(
+        self, z: Mapping[str, Tensor], edge_type: Sequence[str], src: Tensor, dst: Tensor
+    ) -> Tensor:
+        edge_type = tuple(edge_type)
+        z_src, z_cand = z[edge_type[0]][src], z[edge_type[2]][dst]
+        weighted = self.decoder.grouped(z_src, z_cand, edge_type)
+        present_src = self._presence(z_src.flatten(0, 1)).view(*src.shape, -1)
+        present_cand = self._presence(z_cand.flatten(0, 1)).view(*dst.shape, -1)
+        norm = torch.bmm(
+            present_src.to(weighted.dtype) * self.weights(),
+            present_cand.to(weighted.dtype).transpose(1, 2),
+        )
+        return self._normalised(weighted, norm)
+
+    @staticmethod
+    def _normalised(weighted: Tensor, norm: Tensor) -> Tensor:
+        """Logits divided by the weight of the modalities both ends carry (0 if they share none)."""
         return torch.where(norm > 0, weighted / norm.clamp(min=1e-12), weighted.new_zeros(()))

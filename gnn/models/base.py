@@ -257,6 +257,16 @@ class EmbeddingModel(torch.nn.Module):
             z[edge_type[0]][edge_label_index[0]], z[edge_type[2]][edge_label_index[1]], edge_type
         )
 
+    def candidate_logits(
+        self, z: Mapping[str, Tensor], edge_type: Sequence[str], src: Tensor, dst: Tensor
+    ) -> Tensor:
+        """Logits of every source against every candidate of its group: ``src`` is
+        ``(groups, g)`` indices into ``z[src type]``, ``dst`` ``(groups, k)`` into
+        ``z[dst type]``; shape ``(groups, g, k)``. One batched product per group, so negatives
+        shared by a group cost ``k`` gathered rows instead of ``g * k``."""
+        edge_type = tuple(edge_type)
+        return self.decoder.grouped(z[edge_type[0]][src], z[edge_type[2]][dst], edge_type)
+
     def auxiliary_loss(self, data: HeteroData, z: Mapping[str, Tensor]) -> Tensor | None:
         """An extra training loss to add to the link loss (already weighted), or ``None``."""
         return None

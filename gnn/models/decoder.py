@@ -26,7 +26,8 @@ class DistMultDecoder(torch.nn.Module):
 
     Shapes:
         - **input:** source and target embeddings :math:`(E, F)` each
-        - **output:** logits :math:`(E,)`
+        - **output:** logits :math:`(E,)`; :meth:`grouped`: :math:`(B, G, F)` sources and
+          :math:`(B, K, F)` candidates give :math:`(B, G, K)`
     """
 
     def __init__(self, edge_types: Sequence[Sequence[str]], channels: int) -> None:
@@ -56,3 +57,7 @@ class DistMultDecoder(torch.nn.Module):
 
     def forward(self, z_src: Tensor, z_dst: Tensor, edge_type: Sequence[str]) -> Tensor:
         return (z_src * self.relation(edge_type) * z_dst).sum(dim=-1)
+
+    def grouped(self, z_src: Tensor, z_cand: Tensor, edge_type: Sequence[str]) -> Tensor:
+        """Every source of a group against every candidate of the same group (one ``bmm``)."""
+        return torch.bmm(z_src * self.relation(edge_type), z_cand.transpose(1, 2))

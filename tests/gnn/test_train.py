@@ -4,10 +4,11 @@ early stopping keeps the best epoch, and bad settings are refused."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from mmgraph.gnn.models import MODELS, GraphMeta
 from mmgraph.gnn.split import SplitConfig, split_graph
-from mmgraph.gnn.train import TrainConfig, TrainConfigError, train_model
+from mmgraph.gnn.train import TrainConfig, TrainConfigError, _two_hop_negatives, train_model
 
 from .test_experiment import _community_graph
 
@@ -51,12 +52,33 @@ def test_bad_settings_are_refused() -> None:
         TrainConfig(lr=0)
     with pytest.raises(TrainConfigError, match="loss"):
         TrainConfig(loss="hinge")
+    with pytest.raises(TrainConfigError, match="negatives_shared_by"):
+        TrainConfig(negatives_shared_by=0)
 
 
-@pytest.mark.parametrize("loss", ["softmax", "bce"])
-def test_both_losses_learn(split, loss: str) -> None:
+@pytest.mark.parametrize(("loss", "shared_by"), [("softmax", 1), ("bce", 1), ("softmax", 16)])
+def test_both_losses_learn_with_own_or_shared_negatives(split, loss: str, shared_by: int) -> None:
     meta = GraphMeta.from_data(split.graph("val"))
     model = MODELS["gcn"](meta, split.target_edge_types, hidden_channels=32, out_channels=32)
-    result = train_model(model, split, TrainConfig(epochs=15, patience=15, loss=loss))
+    config = TrainConfig(epochs=15, patience=15, loss=loss, negatives_shared_by=shared_by)
+    result = train_model(model, split, config)
     # 25 candidates per edge: random ranking gives an MRR of about 0.15.
     assert result.best_val_mrr > 0.3, result.history
+
+
+def test_hard_negatives_are_two_hops_from_the_true_end() -> None:
+    # items 0, 1 -> tags: item 0 has tags 0, 1, 2; item 1 has tags 2, 3; tag 4 has no item.
+    mp = torch.tensor([[0, 0, 0, 1, 1], [0, 1, 2, 2, 3]])
+    pos = torch.tensor([[5, 6, 7], [0, 3, 4]])
+    hard = _two_hop_negatives(pos, mp, 6, 50, torch.Generator().manual_seed(0))
+    assert hard.shape == (3, 50)
+    assert set(hard[0].tolist()) == {1, 2}  # through item 0, never tag 0 itself
+    assert set(hard[1].tolist()) == {2}  # through item 1
+    assert len(set(hard[2].tolist())) > 2  # no way in: uniform over the six tags
+
+
+def test_hard_negatives_train(split) -> None:
+    meta = GraphMeta.from_data(split.graph("val"))
+    model = MODELS["gcn"](meta, split.target_edge_types, hidden_channels=32, out_channels=32)
+    config = TrainConfig(epochs=15, patience=15, hard_negatives=4, negatives_shared_by=16)
+    assert train_model(model, split, config).best_val_mrr > 0.3

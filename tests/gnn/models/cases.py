@@ -157,6 +157,20 @@ class ModelCase:
         assert z["Tag"].shape == (0, model.embedding_dim)
         assert torch.isfinite(z["Item"]).all()
 
+    def test_candidate_logits_equal_the_pairwise_logits(self) -> None:
+        data = toy_graph()
+        model = self.make().eval()
+        src = torch.tensor([[0, 1, 2], [3, 4, 5]])  # items 0-2 lack one or both modalities
+        dst = torch.tensor([[0, 1, 2, 3], [5, 4, 0, 0]])  # tag 0 lacks text
+        with torch.no_grad():
+            z = model(data)
+            grouped = model.candidate_logits(z, ITEM_TAG, src, dst)
+            assert grouped.shape == (2, 3, 4)
+            for b in range(2):
+                pairs = torch.stack([src[b].repeat_interleave(4), dst[b].repeat(3)])
+                expected = model.link_logits(z, ITEM_TAG, pairs).view(3, 4)
+                assert torch.allclose(grouped[b], expected, atol=1e-5)
+
     def test_uses_edges_exactly_when_it_says_so(self) -> None:
         data = toy_graph()
         model = self.make().eval()
