@@ -72,10 +72,10 @@ class TrainConfig:
     epochs: int = 200
     lr: float = 0.005
     weight_decay: float = 0.0
-    patience: int = 20
-    negatives: int = 20
+    patience: int = 50
+    negatives: int = 128
     hard_negatives: int = 0
-    negatives_shared_by: int = 1
+    negatives_shared_by: int = 128
     loss: str = "softmax"
     batch_size: int | None = None
     num_neighbors: tuple[int, ...] = (10, 10)
