@@ -1,7 +1,7 @@
 """Open GDS in the local Neo4j: off by default, on when asked, and FastRP over given edges.
 
-Two JVMs start here, one after the other (never both at once): a default server, which must offer
-no ``gds.*`` procedure, then one with GDS for the rest of the module. The cache is the real one,
+One JVM starts here, with GDS, for the module (that a default server offers no ``gds.*``
+procedure is checked on the detached server of ``test_local_neo4j.py``). The cache is the real one,
 so GDS's jars are fetched once per machine.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,13 +17,11 @@ from mmgraph.core.config import Settings
 from mmgraph.graph.connection import open_store
 from mmgraph.graph.gds import (
     FastRPArgumentError,
-    GdsUnavailableError,
     UnknownNodeError,
     fastrp_embeddings,
     gds_available,
 )
 from mmgraph.graph.local_neo4j import (
-    LocalNeo4j,
     ensure_gds_plugins,
     ensure_launcher,
     running_server,
@@ -64,25 +61,6 @@ def test_gds_jars_add_to_neo4j_s_own(settings: Settings) -> None:
     lib = {path.name for path in (ensure_launcher(settings.cache) / "lib").glob("*.jar")}
     assert {"proc-2.13.9.jar", "opengds-extension-2.13.9.jar"} <= plugins
     assert not plugins & lib
-
-
-def test_default_server_has_no_gds(settings: Settings, tmp_path: Path) -> None:
-    local = settings.model_copy(update={"home": tmp_path / "home"})
-    server = LocalNeo4j.from_settings(local)
-    server.start(detach=True)
-    try:
-        info = running_server(local.home)
-        assert info is not None and not info.gds
-        with open_store(local) as store:
-            assert not gds_available(store)
-            assert _gds_procedures(store) == 0
-            with pytest.raises(GdsUnavailableError):
-                fastrp_embeddings(store, [], ["x"])
-        with pytest.raises(GdsUnavailableError, match="start --gds"), open_store(local, gds=True):
-            pass
-    finally:
-        server.stop()
-    assert running_server(local.home) is None
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ from neo4j import GraphDatabase
 from neo4j.exceptions import AuthError
 
 from mmgraph.core.config import Settings
+from mmgraph.graph.connection import open_store
+from mmgraph.graph.gds import GdsUnavailableError, fastrp_embeddings, gds_available
 from mmgraph.graph.local_neo4j import (
     LAUNCHER_JAR,
     LauncherBuildError,
@@ -32,6 +34,7 @@ from mmgraph.graph.local_neo4j import (
 )
 
 CACHE = Settings.from_env().cache
+GDS_PROCEDURES = "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'gds.' RETURN count(*) AS n"
 
 
 def _query(server: LocalNeo4j, cypher: str, **params: object) -> list[dict]:
@@ -176,7 +179,7 @@ def test_stop_restart_and_crash_recovery(tmp_path: Path) -> None:
     assert _launcher_pids(tmp_path) == []
 
 
-def test_detached_server_outlives_its_starter(tmp_path: Path) -> None:
+def test_detached_server_outlives_its_starter_and_offers_no_gds(tmp_path: Path) -> None:
     starter = textwrap.dedent(
         f"""
         from pathlib import Path
@@ -193,6 +196,20 @@ def test_detached_server_outlives_its_starter(tmp_path: Path) -> None:
         assert handle.is_running()
         assert handle.uri == info.uri
         assert _query(handle, "RETURN 2 AS x") == [{"x": 2}]
+
+        # Started without --gds: no gds.* procedure, and asking for GDS says how to get it.
+        assert not info.gds
+        settings = Settings.from_env().model_copy(update={"home": tmp_path, "neo4j_uri": None})
+        with open_store(settings) as store:
+            assert not gds_available(store)
+            assert _query(handle, GDS_PROCEDURES) == [{"n": 0}]
+            with pytest.raises(GdsUnavailableError):
+                fastrp_embeddings(store, [], ["x"])
+        with (
+            pytest.raises(GdsUnavailableError, match="start --gds"),
+            open_store(settings, gds=True),
+        ):
+            pass
 
         assert stop_running_server(tmp_path)
         assert not _alive(info.pid)
