@@ -2,8 +2,8 @@
 
 Each epoch passes messages over one draw of the train edges and is supervised by the rest
 (:meth:`LinkSplit.train_graph`), each positive ranked by softmax cross-entropy against uniformly
-sampled negatives of the destination type (or binary cross-entropy), plus the model's auxiliary
-loss (e.g. MGAT's cross-modal InfoNCE).
+sampled negatives of the destination type, one draw shared by each group of positives (or
+binary cross-entropy), plus the model's auxiliary loss (e.g. MGAT's cross-modal InfoNCE).
 Validation MRR against the split's fixed candidates drives early stopping; the best epoch's
 weights are kept. Full-batch when the graph is small enough, else mini-batches of supervision
 edges over sampled neighbourhoods (:mod:`mmgraph.gnn.sampler`, through PyG's ``LinkLoader``).
