@@ -33,6 +33,7 @@ from torch_geometric.typing import EDGE_TYPE_STR_SPLIT, EdgeType, NodeType
 from mmgraph.core.errors import InvalidArgumentError
 
 __all__ = [
+    "CSC",
     "SamplerArgumentError",
     "TorchNeighborSampler",
     "make_neighbor_sampler",
@@ -144,7 +145,7 @@ class TorchNeighborSampler(BaseSampler):
             self.num_nodes = int(data.num_nodes or 0)
             node_counts = {_NODE: self.num_nodes}
             edge_indices = {_EDGE: data.edge_index}
-        self._csc = {e: _CSC.build(edge_indices[e], node_counts[e[2]]) for e in self.edge_types}
+        self._csc = {e: CSC.build(edge_indices[e], node_counts[e[2]]) for e in self.edge_types}
         self._node_counts = node_counts
         self._seed = seed
         self._generator: torch.Generator | None = None
@@ -350,7 +351,7 @@ def _cat(chunks: list[Tensor]) -> Tensor:
 
 
 @dataclass(frozen=True)
-class _CSC:
+class CSC:
     """Incoming edges of one edge type grouped by destination: the edges into ``v`` are
     positions ``colptr[v]:colptr[v + 1]``, with sources ``row`` and original ids ``perm``."""
 
@@ -359,7 +360,7 @@ class _CSC:
     perm: Tensor
 
     @classmethod
-    def build(cls, edge_index: Tensor, num_dst: int) -> _CSC:
+    def build(cls, edge_index: Tensor, num_dst: int) -> CSC:
         edge_index = edge_index.to(device="cpu", dtype=torch.long)
         dst, perm = torch.sort(edge_index[1], stable=True)
         colptr = torch.zeros(num_dst + 1, dtype=torch.long)

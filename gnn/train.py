@@ -27,7 +27,7 @@ from torch_geometric.loader import LinkLoader, NodeLoader
 from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.gnn.metrics import ranking_metrics
 from mmgraph.gnn.models.base import EmbeddingModel
-from mmgraph.gnn.sampler import make_neighbor_sampler
+from mmgraph.gnn.sampler import CSC, make_neighbor_sampler
 from mmgraph.gnn.split import EdgeType, HeldOut, LinkSplit, check_no_leak
 
 log = logging.getLogger(__name__)
@@ -277,29 +277,25 @@ def _two_hop_negatives(
     """``(len(pos), count)`` ends two hops from each positive's true end ``d`` over
     ``mp_edges``: a random edge ``e -> d``, then a random other edge ``e -> t``. A uniform end
     where there is no such pair (``d`` has no incoming edge, or ``e`` no other edge)."""
-    device = pos.device
-    src, dst = mp_edges.to(device)
-    d = pos[1].repeat_interleave(count)
-    uniform = torch.randint(0, n_dst, (d.numel(),), generator=generator).to(device)
-    if src.numel() == 0:
-        return uniform.view(-1, count)
-    draw = torch.rand(2, d.numel(), generator=generator).to(device)
-    by_dst = torch.argsort(dst)
-    in_ptr = torch.searchsorted(dst[by_dst], torch.arange(n_dst + 1, device=device))
-    in_degree = in_ptr[d + 1] - in_ptr[d]
-    first = in_ptr[d] + (draw[0] * in_degree).long().clamp(max=(in_degree - 1).clamp(min=0))
-    edge = by_dst[first.clamp(max=src.numel() - 1)]  # e -> d (meaningless where in_degree is 0)
-    e = src[edge]
-    by_src = torch.argsort(src)
-    slot = torch.empty_like(by_src)
-    slot[by_src] = torch.arange(by_src.numel(), device=device)
-    out_ptr = torch.searchsorted(src[by_src], torch.arange(int(src.max()) + 2, device=device))
-    others = out_ptr[e + 1] - out_ptr[e] - 1
+    d = pos[1].cpu().repeat_interleave(count)
+    uniform = torch.randint(0, n_dst, (d.numel(),), generator=generator)
+    if mp_edges.size(1) == 0:
+        return uniform.view(-1, count).to(pos.device)
+    draw = torch.rand(2, d.numel(), generator=generator)
+    into = CSC.build(mp_edges, n_dst)  # edges into each d: sources ``row``, ids ``perm``
+    out_of = CSC.build(mp_edges.flip(0), int(mp_edges[0].max()) + 1)  # ends ``row``
+    in_degree = into.colptr[d + 1] - into.colptr[d]
+    first = into.colptr[d] + (draw[0] * in_degree).long().clamp(max=(in_degree - 1).clamp(min=0))
+    first = first.clamp(max=into.row.numel() - 1)  # meaningless where in_degree is 0
+    e, edge = into.row[first], into.perm[first]
+    slot = torch.empty_like(out_of.perm)
+    slot[out_of.perm] = torch.arange(out_of.perm.numel())
+    others = out_of.colptr[e + 1] - out_of.colptr[e] - 1
     offset = (draw[1] * others).long().clamp(max=(others - 1).clamp(min=0))
-    offset = offset + (offset >= slot[edge] - out_ptr[e]).long()  # skip the edge e -> d
-    t = dst[by_src[(out_ptr[e] + offset).clamp(max=src.numel() - 1)]]
+    offset = offset + (offset >= slot[edge] - out_of.colptr[e]).long()  # skip the edge e -> d
+    t = out_of.row[(out_of.colptr[e] + offset).clamp(max=out_of.row.numel() - 1)]
     found = (in_degree > 0) & (others > 0) & (t != d)
-    return torch.where(found, t, uniform).view(-1, count)
+    return torch.where(found, t, uniform).view(-1, count).to(pos.device)
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from neo4j import GraphDatabase
 from neo4j.exceptions import AuthError
+from test_gds import _gds_procedures
 
 from mmgraph.core.config import Settings
 from mmgraph.graph.connection import open_store
@@ -34,7 +35,6 @@ from mmgraph.graph.local_neo4j import (
 )
 
 CACHE = Settings.from_env().cache
-GDS_PROCEDURES = "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'gds.' RETURN count(*) AS n"
 
 
 def _query(server: LocalNeo4j, cypher: str, **params: object) -> list[dict]:
@@ -202,7 +202,7 @@ def test_detached_server_outlives_its_starter_and_offers_no_gds(tmp_path: Path) 
         settings = Settings.from_env().model_copy(update={"home": tmp_path, "neo4j_uri": None})
         with open_store(settings) as store:
             assert not gds_available(store)
-            assert _query(handle, GDS_PROCEDURES) == [{"n": 0}]
+            assert _gds_procedures(store) == 0
             with pytest.raises(GdsUnavailableError):
                 fastrp_embeddings(store, [], ["x"])
         with (
