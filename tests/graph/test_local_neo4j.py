@@ -1,4 +1,4 @@
-"""The local Neo4j on a real JVM: auth, restarts, crash recovery, detached servers, failures.
+"""The local Neo4j on a real JVM: auth, detached servers, crash recovery, stops, failures.
 
 Homes are temporary; the cache is the real one, so Neo4j's jars are fetched only once per machine.
 Every test stops what it starts; JVM starts (about 5 s each) are kept few.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -29,6 +30,8 @@ from mmgraph.graph.local_neo4j import (
     LauncherBuildError,
     LocalNeo4j,
     Neo4jStartError,
+    _class_archive,
+    _classpath,
     ensure_launcher,
     running_server,
     stop_running_server,
@@ -74,13 +77,21 @@ def _launcher_pids(home: Path) -> list[int]:
 
 @pytest.fixture(scope="class")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNeo4j]:
+    """A server started detached by a process that has exited since; its handle here only
+    reads the state file. The class's last test stops it (and this teardown, should that fail)."""
     home = tmp_path_factory.mktemp("home")
-    neo4j = LocalNeo4j(home, CACHE)
-    neo4j.start()
+    starter = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from mmgraph.graph.local_neo4j import LocalNeo4j
+        LocalNeo4j(Path({str(home)!r}), Path({str(CACHE)!r})).start(detach=True)
+        """
+    )
     try:
-        yield neo4j
+        subprocess.run([sys.executable, "-c", starter], check=True, timeout=180)
+        yield LocalNeo4j(home, CACHE)
     finally:
-        neo4j.stop()
+        stop_running_server(home)
     assert _launcher_pids(home) == []
 
 
@@ -116,10 +127,20 @@ def test_maven_network_failure_is_reported(tmp_path: Path, monkeypatch: pytest.M
 
 
 class TestOneServer:
-    """Checks that share one server, stopped before the tests that start their own."""
+    """Checks that share one detached server, stopped by the last of them (before the tests
+    that start servers of their own)."""
 
-    def test_start_serves_cypher_with_generated_password(self, server: LocalNeo4j) -> None:
+    def test_detached_server_outlives_its_starter_and_serves_cypher(
+        self, server: LocalNeo4j
+    ) -> None:
+        info = running_server(server.home)
+        assert info is not None
+        assert os.getsid(info.pid) == info.pid  # its own session: a Ctrl-C here does not reach it
+        assert server.is_running()
+        assert server.uri == info.uri
         assert _query(server, "RETURN 1 AS x") == [{"x": 1}]
+
+    def test_password_is_generated_and_private(self, server: LocalNeo4j) -> None:
         assert stat.S_IMODE(server.password_file.stat().st_mode) == 0o600
         assert len(server.password) >= 32
         state = json.loads((server.data_dir / "server.json").read_text())
@@ -149,57 +170,20 @@ class TestOneServer:
             hidden.rename(state)
         assert _launcher_pids(server.home) == [pid]
 
-
-def test_stop_restart_and_crash_recovery(tmp_path: Path) -> None:
-    neo4j = LocalNeo4j(tmp_path, CACHE)
-    try:
-        neo4j.start()
-        _query(neo4j, "CREATE (:Probe {n: 1})")
-        pid, port = running_server(tmp_path).pid, neo4j.port
-        neo4j.stop()
-        assert not _alive(pid)
-        assert not _port_open(port)
-        assert not (neo4j.data_dir / "server.json").exists()
-        assert not neo4j.is_running()
-
-        neo4j.start()
-        assert _query(neo4j, "MATCH (p:Probe) RETURN p.n AS n") == [{"n": 1}]
-        _query(neo4j, "CREATE (:Probe {n: 2})")
-        pid = running_server(tmp_path).pid
-        neo4j.kill()
-        assert not _alive(pid)
-        assert (neo4j.data_dir / "server.json").exists()  # what a crash leaves behind
-        assert running_server(tmp_path) is None  # ... and is cleaned up
-        assert not (neo4j.data_dir / "server.json").exists()
-
-        neo4j.start()
-        assert _query(neo4j, "MATCH (p:Probe) RETURN p.n AS n ORDER BY n") == [{"n": 1}, {"n": 2}]
-    finally:
-        neo4j.stop()
-    assert _launcher_pids(tmp_path) == []
-
-
-def test_detached_server_outlives_its_starter_and_offers_no_gds(tmp_path: Path) -> None:
-    starter = textwrap.dedent(
-        f"""
-        from pathlib import Path
-        from mmgraph.graph.local_neo4j import LocalNeo4j
-        LocalNeo4j(Path({str(tmp_path)!r}), Path({str(CACHE)!r})).start(detach=True)
-        """
-    )
-    try:
-        subprocess.run([sys.executable, "-c", starter], check=True, timeout=180)
-        info = running_server(tmp_path)
+    def test_its_classes_are_mapped_from_the_shared_archive(self, server: LocalNeo4j) -> None:
+        info = running_server(server.home)
         assert info is not None
-        assert os.getsid(info.pid) == info.pid  # its own session: a Ctrl-C here does not reach it
-        handle = LocalNeo4j(tmp_path, CACHE)
-        assert handle.is_running()
-        assert handle.uri == info.uri
-        assert _query(handle, "RETURN 2 AS x") == [{"x": 2}]
+        archives = set((CACHE / "cds").glob("*.jsa"))
+        args = Path(f"/proc/{info.pid}/cmdline").read_bytes().decode().split("\0")
+        used = {Path(a.split("=", 1)[1]) for a in args if a.startswith("-XX:SharedArchiveFile=")}
+        assert len(used) == 1 and used <= archives
+        # Mapped, so the JVM accepted it (it ignores an archive that does not fit its classpath).
+        assert str(used.pop()) in Path(f"/proc/{info.pid}/maps").read_text()
 
-        # Started without --gds: no gds.* procedure, and asking for GDS says how to get it.
-        assert not info.gds
-        settings = Settings.from_env().model_copy(update={"home": tmp_path, "neo4j_uri": None})
+    def test_started_without_gds_offers_none(self, server: LocalNeo4j) -> None:
+        info = running_server(server.home)
+        assert info is not None and not info.gds
+        settings = Settings.from_env().model_copy(update={"home": server.home, "neo4j_uri": None})
         with open_store(settings) as store:
             assert not gds_available(store)
             assert _gds_procedures(store) == 0
@@ -211,14 +195,67 @@ def test_detached_server_outlives_its_starter_and_offers_no_gds(tmp_path: Path) 
         ):
             pass
 
-        assert stop_running_server(tmp_path)
+    def test_stopping_it_ends_the_jvm_and_frees_the_port(self, server: LocalNeo4j) -> None:
+        info = running_server(server.home)
+        assert info is not None
+        assert stop_running_server(server.home)
         assert not _alive(info.pid)
-        assert running_server(tmp_path) is None
-        assert not (handle.data_dir / "server.json").exists()
-        assert not stop_running_server(tmp_path)
+        assert not _port_open(info.port)
+        assert running_server(server.home) is None
+        assert not (server.data_dir / "server.json").exists()
+        assert not server.is_running()
+        assert not stop_running_server(server.home)
+
+
+def test_crash_recovery_and_stop(tmp_path: Path) -> None:
+    neo4j = LocalNeo4j(tmp_path, CACHE)
+    try:
+        neo4j.start()
+        _query(neo4j, "CREATE (:Probe {n: 1})")
+        pid = running_server(tmp_path).pid
+        neo4j.kill()
+        assert not _alive(pid)
+        assert (neo4j.data_dir / "server.json").exists()  # what a crash leaves behind
+        assert running_server(tmp_path) is None  # ... and is cleaned up
+        assert not (neo4j.data_dir / "server.json").exists()
+
+        neo4j.start()
+        assert _query(neo4j, "MATCH (p:Probe) RETURN p.n AS n") == [{"n": 1}]
+        pid, port = running_server(tmp_path).pid, neo4j.port
+        neo4j.stop()
+        assert not _alive(pid)
+        assert not _port_open(port)
+        assert not (neo4j.data_dir / "server.json").exists()
+        assert not neo4j.is_running()
     finally:
-        stop_running_server(tmp_path)
+        neo4j.stop()
     assert _launcher_pids(tmp_path) == []
+
+
+def test_a_jvm_that_cannot_dump_classes_gets_no_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_java = shutil.which("java")
+    assert real_java is not None
+    java = tmp_path / "bin" / "java"
+    java.parent.mkdir()
+    java.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *ArchiveClassesAtExit*) echo "Unrecognized VM option"; exit 1;; esac\n'
+        f'exec {real_java} "$@"\n'
+    )
+    java.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{java.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    before = set((CACHE / "cds").glob("*"))
+    try:
+        classpath = _classpath(ensure_launcher(CACHE), None)
+        assert _class_archive(CACHE, str(java), classpath, gds=False) is None
+    finally:
+        for path in set((CACHE / "cds").glob("*")) - before:  # this fake JVM's lock file
+            path.unlink()
+    assert "No class-data archive" in caplog.text
+    assert "Unrecognized VM option" in caplog.text
 
 
 def test_failed_start_reports_output_and_leaves_no_jvm(tmp_path: Path) -> None:
