@@ -153,9 +153,9 @@ class IngestResult:
 
 @dataclass
 class Encoders:
-    """The encoders a run may use, created on first need and kept for later runs; the text
-    encoder is the settings' choice (``MMGRAPH_TEXT_ENCODER``: fp32 or int8), on the settings'
-    device."""
+    """The encoders a run may use, created on first need and kept for later runs, both on the
+    settings' device (``MMGRAPH_DEVICE``); the text encoder is the settings' choice
+    (``MMGRAPH_TEXT_ENCODER``: fp32 or int8)."""
 
     text: Encoder | None = None
     image: ImageEncoder | None = None
@@ -168,7 +168,7 @@ class Encoders:
 
     def image_encoder(self) -> ImageEncoder:
         if self.image is None:
-            self.image = ImageEncoder()
+            self.image = ImageEncoder(device=Settings.from_env().device)
         return self.image
 
     def text_tag(self) -> str:

@@ -320,6 +320,13 @@ def encoders() -> Encoders:
     return Encoders()
 
 
+def test_both_encoders_run_on_the_settings_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMGRAPH_DEVICE", "cpu")
+    encoders = Encoders()  # nothing is loaded: each encoder holds the device it was given
+    assert encoders.image_encoder().requested_device == "cpu"
+    assert encoders.text_encoder().requested_device == "cpu"
+
+
 def test_unchanged_text_is_not_encoded_again_and_stale_vectors_go(
     store: GraphStore, tmp_path: Path, encoders: Encoders
 ) -> None:
