@@ -8,6 +8,8 @@ baselines ``early``, ``late``, ``hybrid`` (:data:`mmgraph.gnn.models.MODELS`), a
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import time
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch_geometric
 from sklearn.linear_model import LogisticRegression
 from torch_geometric.data import HeteroData
 
@@ -223,6 +226,7 @@ def _save(
         model=result.model,
         config={
             "model_options": options,
+            "code": code_version(),
             "train": config.to_dict(),
             "split": split.describe(),
             "mode": trained.mode,
@@ -381,17 +385,34 @@ METRIC_KEYS = (
 )
 
 
+@functools.cache
+def code_version() -> str:
+    """A fingerprint of the code a run's numbers come from: the sources of :mod:`mmgraph.gnn`
+    and the torch and PyG versions. A saved run is reused only by the same code."""
+    digest = hashlib.sha256(f"{torch.__version__}\0{torch_geometric.__version__}".encode())
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(b"\0" + str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _saved_runs(home: Path, described: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
-    """The newest saved run per model made on this split with these training settings."""
+    """The newest saved run per model made on this split, with these training settings, the
+    model's default options and this code (:func:`code_version`)."""
     from mmgraph.gnn.artifacts import list_runs
 
     found: dict[str, Any] = {}
-    wanted = json.loads(json.dumps(described))
+    wanted = json.loads(json.dumps({"split": described, "train": config.to_dict()}))
     for run in list_runs(home):
-        same = run.config.get("split") == wanted and run.config.get("train") == json.loads(
-            json.dumps(config.to_dict())
-        )
-        if same and run.model not in found:
+        if run.model in found or run.model not in MODEL_NAMES:
+            continue
+        options = json.loads(json.dumps(DEFAULT_OPTIONS.get(run.model, {})))
+        if (
+            run.config.get("split") == wanted["split"]
+            and run.config.get("train") == wanted["train"]
+            and run.config.get("model_options") == options
+            and run.config.get("code") == code_version()
+        ):
             found[run.model] = run
     return found
 

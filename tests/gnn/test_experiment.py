@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
+from mmgraph.gnn import experiment
 from mmgraph.gnn.artifacts import list_runs, load_run, set_active_run
 from mmgraph.gnn.experiment import (
     MODEL_NAMES,
@@ -142,3 +143,36 @@ def test_a_run_saved_before_the_input_skip_still_loads(split, tmp_path: Path) ->
     run = load_run(tmp_path, result.run_id)
     query = run.embed_query("Item", "text", link_split.base["Item"].text_x[:2].numpy(), "text")
     assert query.shape == (2, 16) and np.isfinite(query).all()
+
+
+def test_evaluation_reuses_a_run_only_from_the_same_code_and_options(
+    split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link_split, uids = split
+    config = TrainConfig(epochs=2, patience=2)
+
+    def compare() -> str:
+        runs = compare_models(
+            split=link_split,
+            uids=uids,
+            models=["early"],
+            train_config=config,
+            home=tmp_path,
+            features=False,
+        ).run_ids
+        return runs["early"]
+
+    run_experiment(
+        model="early",
+        split=link_split,
+        uids=uids,
+        train_config=config,
+        model_options={"hidden_channels": 16},
+        home=tmp_path,
+    )
+    first = compare()  # the saved run has other options: trained afresh
+    assert len(list_runs(tmp_path)) == 2
+    assert compare() == first  # same split, settings, options and code: reused
+    monkeypatch.setattr(experiment, "code_version", lambda: "changed")
+    assert compare() != first  # the code changed: trained afresh
+    assert len(list_runs(tmp_path)) == 3
