@@ -611,9 +611,10 @@ def _class_archive(cache: Path, java: str, classpath: str, gds: bool) -> Path | 
     A throwaway server on a temporary home starts with ``-XX:ArchiveClassesAtExit`` and stops,
     writing the classes it loaded into ``<cache>/cds/<key>.jsa`` (about 120 MB, some 15 s once);
     every later start maps them instead of reading Neo4j's jars (ready in 5.6 s instead of 8.7 s
-    on the 2-core VM; with GDS 8.2 s instead of 13.2 s). The key covers the JVM binary and the classpath, so a new JVM or new
-    jars get an archive of their own. Returns ``None``, and the server starts without one, when
-    the dump fails (a JVM without the option); the JVM itself ignores an archive it cannot use.
+    on the 2-core VM; with GDS 8.2 s instead of 13.2 s). The key covers the JVM binary and the
+    classpath, so a new JVM or new jars get an archive of their own. Returns ``None``, and the
+    server starts without one, when the dump fails (a JVM without the option); the JVM itself
+    ignores an archive it cannot use.
     """
     real = Path(java).resolve()
     stat = real.stat()
@@ -638,9 +639,12 @@ def _class_archive(cache: Path, java: str, classpath: str, gds: bool) -> Path | 
                 partial.unlink(missing_ok=True)
                 return None
             finally:
+                process = dumper._process
                 dumper.stop()
-        if not partial.is_file():
+        # Only a JVM that exited by itself has written the whole archive.
+        if process is None or process.returncode != 0 or not partial.is_file():
             logger.warning("The JVM wrote no class-data archive; starting without one")
+            partial.unlink(missing_ok=True)
             return None
         os.replace(partial, archive)
     return archive
