@@ -1,4 +1,7 @@
-"""The local Neo4j on a real JVM: auth, detached servers, crash recovery, stops, failures.
+"""The local Neo4j on a real JVM: auth, detached servers, stops, class-data archives, failures.
+
+A crash (``kill -9`` in the middle of an ingest) and the recovery after it are tested on the
+session's server in ``tests/ingest/test_pipeline.py``.
 
 Homes are temporary; the cache is the real one, so Neo4j's jars are fetched only once per machine.
 Every test stops what it starts; JVM starts (about 5 s each) are kept few.
@@ -205,31 +208,6 @@ class TestOneServer:
         assert not (server.data_dir / "server.json").exists()
         assert not server.is_running()
         assert not stop_running_server(server.home)
-
-
-def test_crash_recovery_and_stop(tmp_path: Path) -> None:
-    neo4j = LocalNeo4j(tmp_path, CACHE)
-    try:
-        neo4j.start()
-        _query(neo4j, "CREATE (:Probe {n: 1})")
-        pid = running_server(tmp_path).pid
-        neo4j.kill()
-        assert not _alive(pid)
-        assert (neo4j.data_dir / "server.json").exists()  # what a crash leaves behind
-        assert running_server(tmp_path) is None  # ... and is cleaned up
-        assert not (neo4j.data_dir / "server.json").exists()
-
-        neo4j.start()
-        assert _query(neo4j, "MATCH (p:Probe) RETURN p.n AS n") == [{"n": 1}]
-        pid, port = running_server(tmp_path).pid, neo4j.port
-        neo4j.stop()
-        assert not _alive(pid)
-        assert not _port_open(port)
-        assert not (neo4j.data_dir / "server.json").exists()
-        assert not neo4j.is_running()
-    finally:
-        neo4j.stop()
-    assert _launcher_pids(tmp_path) == []
 
 
 def test_a_jvm_that_cannot_dump_classes_gets_no_archive(

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from mmgraph.graph.export import read_graph
-from mmgraph.graph.local_neo4j import LocalNeo4j
+from mmgraph.graph.local_neo4j import LocalNeo4j, running_server
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow, _write_batch
 from mmgraph.ingest.pipeline import (
     REMOTE_PATH_REFUSED,
@@ -252,6 +252,10 @@ def test_neo4j_killed_mid_ingest_then_rerun_equals_a_clean_run(
         worker.join(timeout=120)
     assert not worker.is_alive()
     assert errors, "the ingest should have failed when Neo4j died"
+    state = neo4j_server.data_dir / "server.json"
+    assert state.exists()  # what a crash leaves behind
+    assert running_server(neo4j_server.home) is None  # ... and is cleaned up
+    assert not state.exists()
 
     neo4j_server.start()
     with neo4j.GraphDatabase.driver(neo4j_server.uri, auth=auth) as driver:
