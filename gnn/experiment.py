@@ -404,7 +404,7 @@ def _saved_runs(home: Path, described: dict[str, Any], config: TrainConfig) -> d
     found: dict[str, Any] = {}
     wanted = json.loads(json.dumps({"split": described, "train": config.to_dict()}))
     for run in list_runs(home):
-        if run.model in found or run.model not in MODEL_NAMES:
+        if run.model in found:
             continue
         options = json.loads(json.dumps(DEFAULT_OPTIONS.get(run.model, {})))
         if (

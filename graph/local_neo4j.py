@@ -10,9 +10,9 @@ Open GDS (Graph Data Science) is optional: a server started with ``gds=True`` al
 (the Maven module in ``launcher/gds/``, fetched on first use only) and offers its ``gds.*``
 procedures; the default start-up never fetches or loads them.
 
-Every start maps the classes of its classpath from a class-data-sharing archive (``-XX:
-SharedArchiveFile``), dumped once per classpath and JVM into ``<cache>/cds/`` by a throwaway server
-on the first start: later starts load Neo4j's classes from it instead of from its jars.
+Every start maps Neo4j's classes from a class-data-sharing archive (the JVM's
+``-XX:SharedArchiveFile``) instead of loading them from the jars; a throwaway server dumps the
+archive into ``<cache>/cds/`` on the first start with a given classpath and JVM.
 
 A server started with ``detach=False`` dies with the Python process that started it, however that
 process ends: the launcher shuts down cleanly when its stdin (a pipe from us) reaches its end. One
