@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
@@ -35,6 +34,7 @@ from mmgraph.graph.local_neo4j import (
     Neo4jStartError,
     _class_archive,
     _classpath,
+    _java,
     ensure_launcher,
     running_server,
     stop_running_server,
@@ -213,8 +213,7 @@ class TestOneServer:
 def test_a_jvm_that_cannot_dump_classes_gets_no_archive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real_java = shutil.which("java")
-    assert real_java is not None
+    real_java = _java()
     java = tmp_path / "bin" / "java"
     java.parent.mkdir()
     java.write_text(
