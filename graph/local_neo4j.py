@@ -609,7 +609,7 @@ def _class_archive(cache: Path, java: str, classpath: str, gds: bool) -> Path | 
     """The class-data-sharing archive of ``classpath`` on this ``java``, dumped on first use.
 
     A throwaway server on a temporary home starts with ``-XX:ArchiveClassesAtExit`` and stops,
-    writing the classes it loaded into ``<cache>/cds/<key>.jsa`` (about 120 MB, some 15 s once);
+    writing the classes it loaded into ``<cache>/cds/<key>.jsa`` (about 120 MB, some 20 s once);
     every later start maps them instead of reading Neo4j's jars (ready in 5.6 s instead of 8.7 s
     on the 2-core VM; with GDS 8.2 s instead of 13.2 s). The key covers the JVM binary and the
     classpath, so a new JVM or new jars get an archive of their own. Returns ``None``, and the
