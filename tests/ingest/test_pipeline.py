@@ -268,6 +268,11 @@ def test_neo4j_killed_mid_ingest_then_rerun_equals_a_clean_run(
         statuses = sorted(r["status"] for r in recovered.runs())
         assert statuses == ["ok", "running"]
 
+    neo4j_server.stop()  # a clean stop and start keep everything as well
+    neo4j_server.start()
+    with neo4j.GraphDatabase.driver(neo4j_server.uri, auth=auth) as driver:
+        assert GraphStore(driver).counts().to_dict() == clean
+
 
 def test_export_round_trip_equals_what_was_ingested(store: GraphStore, tmp_path: Path) -> None:
     items, relations = _items(30), _relations(30)
