@@ -88,8 +88,9 @@ def structural_scores(split, stage: str) -> dict[str, np.ndarray]:  # LinkSplit 
     cooccurrence = adjacency.t() @ adjacency  # (n_dst, n_dst)
     paths = (adjacency[sources] @ cooccurrence)[rows, candidates]
     among_sources = torch.zeros(n_src, n_src)
-    for (a, _, b), index in graph.collect("edge_index").items():
-        if a == b == src_type:
+    target = {edge_type[1], f"rev_{edge_type[1]}"}
+    for (a, rel, b), index in graph.collect("edge_index").items():
+        if a == b == src_type and rel not in target:
             among_sources[index[0], index[1]] = 1.0
             among_sources[index[1], index[0]] = 1.0
     via = (among_sources[sources] @ adjacency)[rows, candidates]
@@ -192,9 +193,13 @@ def main() -> None:
 
     from mmgraph.core.config import Settings
     from mmgraph.gnn.data import export_heterodata
+    from mmgraph.gnn.models import MODELS
     from mmgraph.gnn.split import SplitConfig, split_graph
     from mmgraph.graph.connection import open_store
 
+    unknown = set(args.models) - {"features", *MODELS}
+    if unknown:
+        parser.error(f"unknown model(s) {sorted(unknown)}: choose from features, {sorted(MODELS)}")
     settings = Settings.from_env()
     with open_store(settings) as store:
         export = export_heterodata(store, cache_dir=settings.home / "cache" / "export")
