@@ -47,15 +47,21 @@ GROUPS = {
 DENSE_MAX = 40_000  # nodes per side of the target relation: the similarity matrices are dense
 
 
+def _held_out(split, stage: str):  # (LinkSplit, str) -> HeldOut
+    """The held-out edges of ``stage`` ("val" or "test") of the first target edge type."""
+    return (split.val if stage == "val" else split.test)[split.target_edge_types[0]]
+
+
 def structural_scores(split, stage: str) -> dict[str, np.ndarray]:  # LinkSplit -> name -> (n, k)
     """Every structural score of every held-out edge (column 0) and its candidates, one
     ``(edges, 1 + candidates)`` matrix per score, over the first target edge type."""
     from mmgraph.gnn.experiment import feature_embeddings
+    from mmgraph.gnn.split import REVERSE_PREFIX
 
     edge_type = split.target_edge_types[0]
     src_type, _, dst_type = edge_type
     graph = split.graph(stage)
-    held = (split.val if stage == "val" else split.test)[edge_type]
+    held = _held_out(split, stage)
     n_src, n_dst = graph[src_type].num_nodes, graph[dst_type].num_nodes
     if max(n_src, n_dst) > DENSE_MAX:
         raise SystemExit(f"{n_src:,} x {n_dst:,} nodes: above {DENSE_MAX:,}, too big to be dense")
@@ -88,7 +94,7 @@ def structural_scores(split, stage: str) -> dict[str, np.ndarray]:  # LinkSplit 
     cooccurrence = adjacency.t() @ adjacency  # (n_dst, n_dst)
     paths = (adjacency[sources] @ cooccurrence)[rows, candidates]
     among_sources = torch.zeros(n_src, n_src)
-    target = {edge_type[1], f"rev_{edge_type[1]}"}
+    target = {edge_type[1], f"{REVERSE_PREFIX}{edge_type[1]}"}
     for (a, rel, b), index in graph.collect("edge_index").items():
         if a == b == src_type and rel not in target:
             among_sources[index[0], index[1]] = 1.0
@@ -106,21 +112,20 @@ def structural_scores(split, stage: str) -> dict[str, np.ndarray]:  # LinkSplit 
 
 def model_scores(name: str, split, epochs: int, seed: int) -> dict[str, Any]:
     """Train ``name`` as ``mmgraph evaluate`` does; its scores of each stage's candidates."""
+    from mmgraph.gnn.evaluate import Embedder, cosine_score, held_out_scores
     from mmgraph.gnn.experiment import DEFAULT_OPTIONS, feature_embeddings
     from mmgraph.gnn.models import MODELS, GraphMeta
     from mmgraph.gnn.train import TrainConfig, candidate_scores, embed, train_model
 
     edge_type = split.target_edge_types[0]
-    started = time.perf_counter()
     if name == "features":
+        started = time.perf_counter()
+        anchor = Embedder(embed=feature_embeddings, score=cosine_score)
         out: dict[str, Any] = {"best_epoch": None}
         for stage in ("val", "test"):
             z = feature_embeddings(split.graph(stage))
-            held = (split.val if stage == "val" else split.test)[edge_type]
-            a = torch.nn.functional.normalize(z[edge_type[0]][held.edge_index[0]], dim=1)
-            cands = torch.cat([held.edge_index[1].unsqueeze(1), held.negatives], dim=1)
-            b = torch.nn.functional.normalize(z[edge_type[2]][cands], dim=2)
-            out[stage] = (a.unsqueeze(1) * b).sum(-1).numpy()
+            pos, neg = held_out_scores(anchor, z, edge_type, _held_out(split, stage))
+            out[stage] = np.concatenate([pos[:, None], neg], axis=1)
         out["seconds"] = time.perf_counter() - started
         return out
     meta = GraphMeta.from_data(split.graph("val"))
@@ -128,8 +133,8 @@ def model_scores(name: str, split, epochs: int, seed: int) -> dict[str, Any]:
     trained = train_model(net, split, TrainConfig(epochs=epochs, seed=seed))
     out = {"best_epoch": trained.best_epoch, "seconds": trained.seconds}
     for stage in ("val", "test"):
-        held = (split.val if stage == "val" else split.test)[edge_type]
-        pos, neg = candidate_scores(net, embed(net, split.graph(stage)), edge_type, held)
+        z = embed(net, split.graph(stage))
+        pos, neg = candidate_scores(net, z, edge_type, _held_out(split, stage))
         out[stage] = np.concatenate([pos[:, None], neg], axis=1)
     return out
 
