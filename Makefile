@@ -19,7 +19,7 @@ $(UV):
 venv: $(UV)
 	test -x $(VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[dev]"
-	$(VENV)/bin/python -m mmgraph.service.codegen
+	$(VENV)/bin/python -m mmgraph.service.rpc.codegen
 
 # The main job end to end: start the local Neo4j (unless NEO4J_URI names a server), fetch and
 # ingest the emoji graph with the text and image encoders, train HGT (bounded by TRAIN_SECONDS),

@@ -41,7 +41,9 @@ from mmgraph.graph.local_neo4j import LocalNeo4j
 from mmgraph.graph.store import GraphStore
 from mmgraph.ingest.datasets import EMOJI
 from mmgraph.ingest.encoders import ImageEncoder, Int8TextEncoder, NumericEncoder, TextEncoder
-from mmgraph.ingest.pipeline import Encoders, IngestOptions, ingest
+from mmgraph.ingest.encoding import Encoders
+from mmgraph.ingest.options import IngestOptions
+from mmgraph.ingest.pipeline import ingest
 
 RESULTS = Path(__file__).parent / "results" / "encoders.json"
 TEXT_VARIANTS_RESULTS = RESULTS.with_name("text_variants.json")

@@ -42,13 +42,14 @@ from mmgraph.graph.local_neo4j import LocalNeo4j
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow
 from mmgraph.ingest.encoders import ImageEncoder
 from mmgraph.ingest.encoders.text import make_text_encoder
-from mmgraph.ingest.pipeline import Encoders, IngestOptions
+from mmgraph.ingest.encoding import Encoders
+from mmgraph.ingest.options import IngestOptions
 from mmgraph.ingest.scheduled import ingest_folder
-from mmgraph.service.client import AnalyticsClient
-from mmgraph.service.freshness import refresh_embeddings
-from mmgraph.service.promotion import promote_run
-from mmgraph.service.registry import Registry
-from mmgraph.service.server import create_server
+from mmgraph.service.rpc.client import AnalyticsClient
+from mmgraph.service.rpc.server import create_server
+from mmgraph.service.serving.registry import Registry
+from mmgraph.service.workflows.freshness import refresh_embeddings
+from mmgraph.service.workflows.promotion import promote_run
 
 RESULTS = Path(__file__).parent / "results" / "freshness.json"
 TEXT_DIM = 384

@@ -81,7 +81,9 @@ def run_ingest(payload: dict[str, Any]) -> dict[str, Any]:
     """(Child.) Ingest one file as ``mmgraph ingest FILE`` does, measuring time and memory."""
     from mmgraph.core.config import Settings
     from mmgraph.graph.connection import open_store
-    from mmgraph.ingest.pipeline import Encoders, IngestOptions, ingest_files
+    from mmgraph.ingest.encoding import Encoders
+    from mmgraph.ingest.options import IngestOptions
+    from mmgraph.ingest.pipeline import ingest_files
 
     settings = Settings.from_env()
     options = IngestOptions(

@@ -41,12 +41,13 @@ import neo4j
 import numpy as np
 
 from mmgraph.core.config import Settings
-from mmgraph.gnn.artifacts import RunRecord, new_run_id, save_run
 from mmgraph.gnn.fusion.cca import CCA
 from mmgraph.gnn.models.base import GraphMeta
+from mmgraph.gnn.runs import RunRecord, new_run_id, save_run
+from mmgraph.graph import writeback
 from mmgraph.graph.local_neo4j import LocalNeo4j
 from mmgraph.graph.store import GraphStore, NodeRow
-from mmgraph.service.client import AnalyticsClient
+from mmgraph.service.rpc.client import AnalyticsClient
 
 RESULTS = Path(__file__).parent / "results" / "service.json"
 DIM, TEXT_DIM, K = 128, 384, 10
@@ -110,8 +111,8 @@ def serve(
     neo: dict[str, Any], home: str, run_id: str, exact_below: int, ready: Any, stop: Any
 ) -> None:
     """Load ``run_id`` into a Registry, serve it on a free loopback port, report, wait."""
-    from mmgraph.service.registry import Registry
-    from mmgraph.service.server import create_server
+    from mmgraph.service.rpc.server import create_server
+    from mmgraph.service.serving.registry import Registry
 
     settings = Settings(home=Path(home))
     with neo4j.GraphDatabase.driver(neo["uri"], auth=tuple(neo["auth"])) as driver:
@@ -240,10 +241,10 @@ def write_graph(store: GraphStore, vectors: np.ndarray, start: int, batch: int) 
     nodes_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     ids = [uid(i) for i in range(start, n)]
-    store.write_embeddings("bench-service", ids, vectors[start:], batch_size=batch)
+    writeback.write_embeddings(store, "bench-service", ids, vectors[start:], batch_size=batch)
     emb_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    store.ensure_vector_index(DIM)
+    writeback.ensure_vector_index(store, DIM)
     with store.session() as session:
         session.run("CALL db.awaitIndexes(3600)").consume()
     return {"write_nodes_s": nodes_s, "write_emb_s": emb_s, "index_s": time.perf_counter() - t0}

@@ -18,6 +18,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from torch_geometric.data import HeteroData
 
+from mmgraph.graph import audit
 from mmgraph.graph.export import DEFAULT_PAGE_SIZE, GraphArrays, read_graph
 from mmgraph.graph.store import GraphStore
 
@@ -72,7 +73,7 @@ def export_heterodata(
 def _state_key(store: GraphStore) -> str:
     """A key that changes whenever an ingest run or any write changes the graph's counts."""
     counts = store.counts().to_dict()
-    runs = store.runs(limit=1)
+    runs = audit.runs(store, limit=1)
     last = {k: str(runs[0].get(k)) for k in ("id", "finished", "status")} if runs else {}
     text = json.dumps({"counts": counts, "last_run": last}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

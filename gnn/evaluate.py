@@ -24,10 +24,9 @@ import torch
 from torch_geometric.data import HeteroData
 
 from mmgraph.gnn.metrics import clustering_metrics, ranking_metrics, retrieval_recall, roc_auc
+from mmgraph.gnn.names import METRICS
 from mmgraph.gnn.split import EdgeType, HeldOut, LinkSplit
 from mmgraph.gnn.train import SCORE_CHUNK
-
-METRICS = ("mrr", "hits@1", "hits@3", "hits@10", "auc", "nmi", "ari", "recall@1", "recall@10")
 
 
 @dataclass

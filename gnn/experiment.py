@@ -25,16 +25,17 @@ from sklearn.linear_model import LogisticRegression
 from torch_geometric.data import HeteroData
 
 from mmgraph.core.errors import InvalidArgumentError
-from mmgraph.gnn.artifacts import RunRecord, centered_unit, new_run_id, save_run
 from mmgraph.gnn.evaluate import Embedder, cosine_score, evaluate, held_out_scores
 from mmgraph.gnn.fusion.cca_embedding import CCAEmbedding
 from mmgraph.gnn.models import MODELS, GraphMeta, isolated_view
+from mmgraph.gnn.names import MODEL_NAMES, REPORT_METRICS
+from mmgraph.gnn.runs import RunRecord, list_runs, new_run_id, save_run
+from mmgraph.gnn.spaces import centered_unit
 from mmgraph.gnn.split import LinkSplit
 from mmgraph.gnn.train import TrainConfig, TrainResult, embed, resolve_device, train_model
 
 log = logging.getLogger(__name__)
 
-MODEL_NAMES = ("gcn", "mgat", "hgt", "early", "late", "hybrid", "cca")
 # Settings each model starts from; a caller's options override them.
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "mgat": {"contrastive_weight": 0.5},
@@ -350,7 +351,7 @@ def compare_models(
             metrics, history, embeddings = result.metrics, result.history, result.embeddings
             if result.run_id:
                 comparison.run_ids[name] = result.run_id
-        comparison.table["models"][name] = {k: metrics.get(k) for k in (*METRIC_KEYS,)}
+        comparison.table["models"][name] = {k: metrics.get(k) for k in REPORT_METRICS}
         if history:
             comparison.histories[name] = history
         comparison.maps.update(_labelled(name, embeddings, split))
@@ -358,31 +359,17 @@ def compare_models(
         started = time.perf_counter()
         metrics = evaluate(Embedder(embed=feature_embeddings, score=cosine_score), split)
         metrics["train_seconds"] = time.perf_counter() - started
-        comparison.table["models"]["features"] = {k: metrics.get(k) for k in METRIC_KEYS}
+        comparison.table["models"]["features"] = {k: metrics.get(k) for k in REPORT_METRICS}
         comparison.maps.update(_labelled("features", feature_embeddings(split.full_graph()), split))
     if fastrp is not None:
         started = time.perf_counter()
         embeddings = fastrp(visible_edges(split, uids))
         metrics = fastrp_metrics(embeddings, split)
         metrics["train_seconds"] = time.perf_counter() - started
-        comparison.table["models"]["fastrp"] = {k: metrics.get(k) for k in METRIC_KEYS}
+        comparison.table["models"]["fastrp"] = {k: metrics.get(k) for k in REPORT_METRICS}
         z = {t: torch.from_numpy(np.asarray(v)) for t, v in embeddings.items()}
         comparison.maps.update(_labelled("fastrp", z, split))
     return comparison
-
-
-METRIC_KEYS = (
-    "mrr",
-    "hits@1",
-    "hits@3",
-    "hits@10",
-    "auc",
-    "nmi",
-    "ari",
-    "recall@1",
-    "recall@10",
-    "train_seconds",
-)
 
 
 @functools.cache
@@ -399,8 +386,6 @@ def code_version() -> str:
 def _saved_runs(home: Path, described: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     """The newest saved run per model made on this split, with these training settings, the
     model's default options and this code (:func:`code_version`)."""
-    from mmgraph.gnn.artifacts import list_runs
-
     found: dict[str, Any] = {}
     wanted = json.loads(json.dumps({"split": described, "train": config.to_dict()}))
     for run in list_runs(home):

@@ -28,16 +28,18 @@ from torch_geometric.data import HeteroData
 from torch_geometric.loader import NodeLoader
 
 from mmgraph.core.errors import FailedPreconditionError, InvalidArgumentError
-from mmgraph.gnn.artifacts import FUSED, ModelRun, centered_unit
 from mmgraph.gnn.data import GraphExport
 from mmgraph.gnn.evaluate import Embedder, cosine_score, evaluate
 from mmgraph.gnn.models.base import GraphMeta
+from mmgraph.gnn.names import DEFAULT_STALENESS_THRESHOLD
+from mmgraph.gnn.runs import ClosedFormNetwork, ModelRun
 from mmgraph.gnn.sampler import make_neighbor_sampler
+from mmgraph.gnn.spaces import FUSED, centered_unit
 from mmgraph.gnn.split import REVERSE_PREFIX, LinkSplit, SplitConfig, with_reverse_edges
 from mmgraph.gnn.train import TrainConfig, embed
 
 BATCH = 4096
-DEFAULT_THRESHOLD = 0.2
+DEFAULT_THRESHOLD = DEFAULT_STALENESS_THRESHOLD
 
 
 class GraphMismatchError(FailedPreconditionError):
@@ -185,7 +187,7 @@ def infer_new_nodes(run: ModelRun, export: GraphExport) -> NewNodes:
     if not rows:
         return result
     network = run.network()
-    if network.model is None:
+    if isinstance(network, ClosedFormNetwork):
         raw = _project(network.cca, conform(export.data, run.meta), rows)
     else:
         raw = _message_passing(run, network.model, inference_graph(run, export), rows)
@@ -332,7 +334,7 @@ def validation_metrics(run: ModelRun, split: LinkSplit) -> dict[str, float | Non
     def embed_one(node_type: str, modality: str, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(network.embed(node_type, modality, x.numpy()))
 
-    if network.model is None:
+    if isinstance(network, ClosedFormNetwork):
         embedder = Embedder(
             embed=lambda g: network.cca.embed(conform(g, run.meta)),
             score=cosine_score,

@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
-from mmgraph.gnn.evaluate import METRICS  # noqa: E402
+from mmgraph.gnn.names import REPORT_METRICS  # noqa: E402
 
-COLUMNS = (*METRICS, "train_seconds")
+COLUMNS = REPORT_METRICS
 
 
 def write_report(

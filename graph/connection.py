@@ -18,7 +18,7 @@ from mmgraph.core.config import Settings
 from mmgraph.core.errors import FailedPreconditionError
 from mmgraph.graph.gds import GdsUnavailableError, gds_available
 from mmgraph.graph.local_neo4j import LocalNeo4j, running_server
-from mmgraph.graph.store import GraphStore
+from mmgraph.graph.store import GraphStore, driver_errors
 
 
 class ConfigurationError(FailedPreconditionError):
@@ -54,7 +54,8 @@ def open_store(settings: Settings, gds: bool = False) -> Iterator[GraphStore]:
                 )
             uri, auth = local.uri, (local.user, local.password)
         driver = stack.enter_context(neo4j.GraphDatabase.driver(uri, auth=auth))
-        driver.verify_connectivity()
+        with driver_errors():
+            driver.verify_connectivity()
         store = GraphStore(driver, settings.neo4j_database)
         if gds and settings.neo4j_uri and not gds_available(store):
             raise GdsUnavailableError(

@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from mmgraph.core.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
-from mmgraph.graph.store import GraphStore
+from mmgraph.core.errors import FailedPreconditionError, InvalidArgumentError
+from mmgraph.graph.store import GraphStore, UnknownNodeError
 
 __all__ = [
     "FastRPArgumentError",
     "GdsUnavailableError",
-    "UnknownNodeError",
     "fastrp_embeddings",
     "gds_available",
 ]
@@ -31,10 +30,6 @@ class GdsUnavailableError(FailedPreconditionError):
 
 class FastRPArgumentError(InvalidArgumentError):
     """A FastRP argument is out of range or the edges name nodes not given."""
-
-
-class UnknownNodeError(NotFoundError):
-    """A node uid given for FastRP is not in the graph."""
 
 
 _HAS_GDS = "SHOW FUNCTIONS YIELD name WHERE name = 'gds.version' RETURN count(*) > 0 AS present"

@@ -16,13 +16,14 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 import pyarrow.parquet as pq
 
-from mmgraph.core.errors import InvalidArgumentError
+from mmgraph.core.errors import InvalidArgumentError, NotFoundError
 from mmgraph.ingest.records import Location, RecordError
 
 # Columns that carry JSON text in CSV and (optionally) in Parquet.
@@ -45,6 +46,10 @@ class UnsupportedFileError(InvalidArgumentError):
     """A batch file whose format mmgraph cannot read."""
 
 
+class InputFileNotFoundError(NotFoundError):
+    """A batch file that does not exist (or is not a file)."""
+
+
 def check_file(path: Path) -> str:
     """The format of a batch file (``jsonl``, ``csv``, ``parquet``); raise if it can't be read."""
     fmt = SUFFIXES.get(path.suffix.lower())
@@ -53,7 +58,7 @@ def check_file(path: Path) -> str:
             f"{path}: unsupported file type {path.suffix!r}; expected one of {sorted(SUFFIXES)}"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise InputFileNotFoundError(f"{path}: no such file")
     return fmt
 
 
@@ -157,3 +162,10 @@ def _from_columns(row: dict[str, Any], location: Location) -> RawRecord:
                 return location, RecordError(location, key, f"not a number: {value!r}")
         record[key] = value
     return location, record
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk

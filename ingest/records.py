@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBytes,
     StrictFloat,
     StrictStr,
     TypeAdapter,
@@ -117,7 +118,10 @@ class Item(BaseModel):
     uid: Uid
     type: TypeName
     text: Text | None = None
-    image: Annotated[Text, Field(min_length=1)] | None = None
+    # A path or a data: URI from files; the picture's bytes from the gRPC stream or Parquet.
+    image: (
+        Annotated[Text, Field(min_length=1)] | Annotated[StrictBytes, Field(min_length=1)] | None
+    ) = None
     numbers: dict[Annotated[Text, Field(min_length=1)], Number] | None = None
     vectors: Annotated[dict[str, list[Number]], AfterValidator(_vector_names)] | None = None
     props: Properties = Field(default_factory=dict)

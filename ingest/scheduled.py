@@ -13,7 +13,8 @@ Made for cron and systemd timers (``docs/scheduling.md``). :func:`ingest_folder`
   run with status ``ok`` or ``partial`` already ingested is skipped; a file ingested (``ok`` or
   ``partial``) or skipped moves to ``done/``; a failed one to ``failed/``, with
   ``<name>.reason.txt`` beside it. When the database becomes unavailable the file stays where it
-  is and the run stops: the next run takes it again.
+  is and the run stops: the next run takes it again. A bug (an error of none of mmgraph's kinds)
+  leaves the file where it is too, and is raised as it is: a bug is not a bad file.
 
 A file is taken as complete when the run sees it: writers should write elsewhere (or under a name
 without those suffixes) and rename the finished file into the folder.
@@ -31,37 +32,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from neo4j.exceptions import AuthError, ServiceUnavailable, SessionExpired
-
-from mmgraph.core.config import Settings
-from mmgraph.core.errors import ConflictError, NotFoundError, UnavailableError
-from mmgraph.graph.connection import ConfigurationError, open_store
-from mmgraph.graph.local_neo4j import LocalNeo4jError
-from mmgraph.graph.store import GraphStore
-from mmgraph.ingest.pipeline import (
-    Encoders,
-    IngestError,
-    IngestOptions,
-    IngestResult,
-    ingest_files,
+from mmgraph.core.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    ConflictError,
+    MmgraphError,
+    NotFoundError,
+    UnavailableError,
+    kind_of,
 )
+from mmgraph.graph import audit
+from mmgraph.graph.store import GraphStore
+from mmgraph.ingest.encoding import Encoders
+from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
+from mmgraph.ingest.pipeline import ingest_files
 from mmgraph.ingest.readers import SUFFIXES, file_sha256
 
 log = logging.getLogger(__name__)
-
-# Exit codes for a scheduler (docs/scheduling.md).
-EXIT_OK = 0  # every new file ingested cleanly, or nothing new
-EXIT_FAILED = 1  # a file failed (moved to failed/), or the run could not start (bad settings)
-EXIT_PARTIAL = 3  # some records were quarantined
-EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: locked by another run, or the database unavailable; retry later
 
 LOCK_NAME = ".mmgraph.lock"
 DONE = "done"
 FAILED = "failed"
 # What a run leaves on an :IngestRun it started, to recognise its own runs later.
 FOLDER_PROPERTY = "drop_folder"
-
-_UNAVAILABLE = (ServiceUnavailable, SessionExpired, UnavailableError)
 
 Outcome = Literal["ingested", "skipped", "failed", "retry"]
 Stopped = Literal["locked", "unavailable", "error"]
@@ -90,6 +84,7 @@ class FileOutcome:
     result: IngestResult | None = None
     moved_to: Path | None = None
     reason: str | None = None
+    error: MmgraphError | None = None
 
     def to_json(self) -> dict[str, Any]:
         run = self.result
@@ -117,14 +112,22 @@ class FolderResult:
     stale_runs: list[str] = field(default_factory=list)
     stopped: Stopped | None = None
     error: str | None = None
+    stopped_exit_code: int | None = None
+
+    def stop(self, how: Stopped, error: MmgraphError) -> None:
+        """Record why the run stopped early, with the exit code of the error's kind."""
+        self.stopped, self.error = how, str(error)
+        self.stopped_exit_code = kind_of(error).exit_code
+        log.error("scheduled ingest of %s stopped (%s): %s", self.folder, how, error)
 
     @property
     def exit_code(self) -> int:
-        """75 when locked or the database is unavailable, else 1 when a file failed (or the run
-        could not start), else 3 when records were quarantined, else 0."""
-        if self.stopped in ("locked", "unavailable"):
-            return EXIT_TEMPFAIL
-        if self.stopped == "error" or any(f.outcome == "failed" for f in self.files):
+        """The exit code of the error that stopped the run early (75, retry later, when another
+        run holds the folder or the database is unavailable), else 1 when a file failed, else 3
+        when records were quarantined, else 0."""
+        if self.stopped_exit_code is not None:
+            return self.stopped_exit_code
+        if any(f.outcome == "failed" for f in self.files):
             return EXIT_FAILED
         if any(f.result is not None and f.result.status == "partial" for f in self.files):
             return EXIT_PARTIAL
@@ -200,61 +203,24 @@ def ingest_folder(
     """
     folder = folder.resolve()
     with folder_lock(folder):
-        return _ingest_locked(store, folder, options, encoders or Encoders())
+        return ingest_locked(store, folder, options, encoders or Encoders())
 
 
-def run_scheduled(
-    settings: Settings,
-    folder: Path,
-    *,
-    batch_size: int = 2000,
-    encode_text: bool = True,
-    encode_images: bool = True,
-    encoders: Encoders | None = None,
-) -> tuple[FolderResult, int]:
-    """One scheduled run over ``folder`` with the configured Neo4j: the result and the exit code.
-
-    The lock is taken before the database is opened, so a run that finds the folder locked
-    starts nothing. Never raises for the failures a scheduler acts on (locked, database
-    unavailable, missing folder): they come back in the result and its exit code.
-    """
-    folder = folder.resolve()
-    options = IngestOptions(
-        quarantine_dir=settings.home / "quarantine",
-        batch_size=batch_size,
-        encode_text=encode_text,
-        encode_images=encode_images,
-        max_image_pixels=settings.max_image_pixels,
-    )
-    result = FolderResult(folder)
-    try:
-        with folder_lock(folder), open_store(settings) as store:
-            result = _ingest_locked(store, folder, options, encoders or Encoders())
-    except FolderLockedError as e:
-        result.stopped, result.error = "locked", str(e)
-    except (*_UNAVAILABLE, LocalNeo4jError) as e:
-        result.stopped, result.error = "unavailable", f"database unavailable: {e}"
-    except (DropFolderNotFoundError, ConfigurationError, AuthError) as e:
-        result.stopped, result.error = "error", str(e)
-    if result.error:
-        log.error("scheduled ingest of %s: %s", folder, result.error)
-    return result, result.exit_code
-
-
-def _ingest_locked(
+def ingest_locked(
     store: GraphStore, folder: Path, options: IngestOptions, encoders: Encoders
 ) -> FolderResult:
+    """:func:`ingest_folder` for a caller that holds the folder's lock (:func:`folder_lock`)."""
     result = FolderResult(folder)
     try:
         result.stale_runs = mark_stale_runs(store, folder)
         for path in pending_files(folder):
             outcome = _ingest_file(store, folder, path, options, encoders)
             result.files.append(outcome)
-            if outcome.outcome == "retry":
-                result.stopped, result.error = "unavailable", outcome.reason
+            if outcome.outcome == "retry" and outcome.error is not None:
+                result.stop("unavailable", outcome.error)
                 break
-    except _UNAVAILABLE as e:
-        result.stopped, result.error = "unavailable", f"database unavailable: {e}"
+    except UnavailableError as e:
+        result.stop("unavailable", e)
     return result
 
 
@@ -264,13 +230,13 @@ def mark_stale_runs(store: GraphStore, folder: Path) -> list[str]:
     alive. Returns their ids."""
     host = socket.gethostname()
     stale = []
-    for run in store.running_runs():
+    for run in audit.running_runs(store):
         pid = run.get("pid")
         ours = run.get(FOLDER_PROPERTY) == str(folder)
         dead = run.get("host") == host and isinstance(pid, int) and not _alive(pid)
         if ours or dead:
             why = "its drop folder's lock was free" if ours else f"pid {pid} on {host} is gone"
-            store.finish_run(run["id"], "stale", {}, stale_reason=f"left running: {why}")
+            audit.finish_run(store, run["id"], "stale", {}, stale_reason=f"left running: {why}")
             log.warning("ingest run %s was left running (%s): marked stale", run["id"], why)
             stale.append(run["id"])
     return stale
@@ -283,7 +249,7 @@ def _ingest_file(
         sha = file_sha256(path)
     except OSError as e:
         return FileOutcome(path.name, None, "failed", reason=f"cannot read {path}: {e}")
-    earlier = store.ingested_sha256s([sha]).get(sha)
+    earlier = audit.ingested_sha256s(store, [sha]).get(sha)
     if earlier is not None:
         moved = _move(path, folder / DONE)
         reason = f"already ingested by run {earlier}"
@@ -291,8 +257,8 @@ def _ingest_file(
     try:
         result = ingest_files(store, [path], options, encoders, {FOLDER_PROPERTY: str(folder)})
     except IngestError as e:
-        if isinstance(e.__cause__, _UNAVAILABLE):
-            return FileOutcome(path.name, sha, "retry", e.result, reason=str(e))
+        if isinstance(e.__cause__, UnavailableError):
+            return FileOutcome(path.name, sha, "retry", e.result, reason=str(e), error=e)
         return _fail(folder, path, sha, e.result, f"the ingest run stopped: {e}")
     if result.status == "failed":
         why = f"every record was quarantined: see {result.quarantine_file}"

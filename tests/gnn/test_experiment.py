@@ -12,13 +12,13 @@ import torch
 from torch_geometric.data import HeteroData
 
 from mmgraph.gnn import experiment
-from mmgraph.gnn.artifacts import list_runs, load_run, set_active_run
 from mmgraph.gnn.experiment import (
     MODEL_NAMES,
     compare_models,
     feature_embeddings,
     run_experiment,
 )
+from mmgraph.gnn.runs import list_runs, load_run, set_active_run
 from mmgraph.gnn.split import SplitConfig, split_graph
 from mmgraph.gnn.train import TrainConfig
 

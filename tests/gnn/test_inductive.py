@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from mmgraph.gnn.artifacts import FRESH, ModelRun, append_nodes, load_run
 from mmgraph.gnn.data import export_heterodata
 from mmgraph.gnn.experiment import run_experiment
 from mmgraph.gnn.inductive import (
@@ -23,6 +22,8 @@ from mmgraph.gnn.inductive import (
     staleness,
     validation_metrics,
 )
+from mmgraph.gnn.runs import ModelRun, append_nodes, load_run
+from mmgraph.gnn.runs.overlay import FRESH
 from mmgraph.gnn.split import SplitConfig, split_graph
 from mmgraph.gnn.train import TrainConfig, embed
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmgraph.graph import export
+from mmgraph.graph import export, writeback
 from mmgraph.graph.export import ExportError, read_graph
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow
 
@@ -115,7 +115,7 @@ def test_a_graph_changed_between_the_passes_is_refused(
 
 
 def test_written_back_predictions_are_not_exported(small: GraphStore) -> None:
-    small.write_predicted_links("run-1", "HAS_TAG", [("p:2", "t:a", 0.9)])
+    writeback.write_predicted_links(small, "run-1", "HAS_TAG", [("p:2", "t:a", 0.9)])
     arrays = read_graph(small)
     assert set(arrays.edges) == {
         ("Product", "HAS_TAG", "Tag"),

@@ -32,9 +32,8 @@ from mmgraph.graph.local_neo4j import (
     LauncherBuildError,
     LocalNeo4j,
     Neo4jStartError,
-    _class_archive,
-    _classpath,
-    _java,
+    build,
+    class_archive_for,
     ensure_launcher,
     running_server,
     stop_running_server,
@@ -213,7 +212,7 @@ class TestOneServer:
 def test_a_jvm_that_cannot_dump_classes_gets_no_archive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real_java = _java()
+    real_java = build.java()
     java = tmp_path / "bin" / "java"
     java.parent.mkdir()
     java.write_text(
@@ -226,8 +225,8 @@ def test_a_jvm_that_cannot_dump_classes_gets_no_archive(
     monkeypatch.delenv("JAVA_HOME", raising=False)
     before = set((CACHE / "cds").glob("*"))
     try:
-        classpath = _classpath(ensure_launcher(CACHE), None)
-        assert _class_archive(CACHE, str(java), classpath, gds=False) is None
+        classpath = build.classpath(ensure_launcher(CACHE), None)
+        assert class_archive_for(CACHE, str(java), classpath, gds=False) is None
     finally:
         for path in set((CACHE / "cds").glob("*")) - before:  # this fake JVM's lock file
             path.unlink()

@@ -11,7 +11,9 @@ import pytest
 from mmgraph.core.config import Settings
 from mmgraph.graph.store import GraphStore
 from mmgraph.ingest.datasets import EMOJI
-from mmgraph.ingest.pipeline import Encoders, IngestOptions, ingest
+from mmgraph.ingest.encoding import Encoders
+from mmgraph.ingest.options import IngestOptions
+from mmgraph.ingest.pipeline import ingest
 
 SAMPLE_EMOJI = 200  # the first 200 already bring all five relation types
 

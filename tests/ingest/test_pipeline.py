@@ -20,18 +20,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from mmgraph.core.config import Settings
+from mmgraph.graph import audit
 from mmgraph.graph.export import read_graph
 from mmgraph.graph.local_neo4j import LocalNeo4j, running_server
-from mmgraph.graph.store import GraphStore, NodeRow, RelRow, _write_batch
-from mmgraph.ingest.pipeline import (
-    REMOTE_PATH_REFUSED,
-    Encoders,
-    IngestError,
-    IngestOptions,
-    IngestResult,
-    ingest,
-    ingest_files,
-)
+from mmgraph.graph.store import GraphStore, NodeRow, RelRow
+from mmgraph.ingest.encoding import REMOTE_PATH_REFUSED, Encoders
+from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
+from mmgraph.ingest.pipeline import ingest, ingest_files
 from mmgraph.ingest.records import Location
 
 DIM = 8
@@ -113,7 +109,7 @@ def test_ingesting_the_same_files_twice_changes_no_counts(
         }
     )
     assert store.relationships_of("p:1")[-1] == ("HAS_TAG", "t:a", 2.5)
-    runs = store.runs()
+    runs = audit.runs(store)
     assert [r["status"] for r in runs] == ["ok", "ok"]
     assert runs[0]["inputs"][0].startswith(f"{items} sha256:")
 
@@ -160,7 +156,7 @@ def test_malformed_records_are_quarantined_and_good_ones_written(
     }
     assert store.existing_types(["bad:vec", "bad:type", "ghost:1"]) == {}
     assert store.get_node("p:0").type == "Product"
-    assert store.runs()[0]["quarantined"] == 7
+    assert audit.runs(store)[0]["quarantined"] == 7
 
 
 def test_type_clash_with_the_stored_graph_is_quarantined(store: GraphStore, tmp_path: Path) -> None:
@@ -180,7 +176,8 @@ def test_all_bad_input_fails_and_writes_nothing(store: GraphStore, tmp_path: Pat
 
 
 class _FailingStore(GraphStore):
-    """Makes the n-th write batch fail inside its transaction, after its rows were merged."""
+    """Makes the n-th write batch fail inside its transaction, after its rows were merged: its
+    last row carries a value Neo4j refuses to store (a map)."""
 
     def __init__(self, store: GraphStore, fail_at: int) -> None:
         super().__init__(store.driver, store.database)
@@ -189,15 +186,9 @@ class _FailingStore(GraphStore):
 
     def write_batch(self, nodes, relationships, run_id):  # type: ignore[no-untyped-def]
         self.calls += 1
-        if self.calls != self.fail_at:
-            return super().write_batch(nodes, relationships, run_id)
-
-        def work(tx: neo4j.ManagedTransaction) -> None:
-            _write_batch(tx, nodes, relationships, run_id)
-            tx.run("RETURN 1 / 0").consume()
-
-        with self.session() as session:
-            return session.execute_write(work)
+        if self.calls == self.fail_at:
+            nodes = [*nodes, NodeRow("bad:1", "Product", {"nested": {"a": 1}})]
+        return super().write_batch(nodes, relationships, run_id)
 
 
 def test_a_batch_failing_part_way_leaves_no_partial_writes(
@@ -213,7 +204,7 @@ def test_a_batch_failing_part_way_leaves_no_partial_writes(
     assert raised.value.result.nodes_written == 40
     assert store.counts().to_dict() == {"nodes": {"Product": 40}, "relationships": {}}
     assert store.existing_types([f"p:{i}" for i in range(40, 80)]) == {}
-    assert store.runs()[0]["status"] == "failed"
+    assert audit.runs(store)[0]["status"] == "failed"
 
     rerun = ingest_files(store, [path], _options(tmp_path, batch_size=40))
     assert rerun.status == "ok"
@@ -265,7 +256,7 @@ def test_neo4j_killed_mid_ingest_then_rerun_equals_a_clean_run(
         rerun = ingest_files(recovered, [path], options)
         assert rerun.status == "ok"
         assert recovered.counts().to_dict() == clean
-        statuses = sorted(r["status"] for r in recovered.runs())
+        statuses = sorted(r["status"] for r in audit.runs(recovered))
         assert statuses == ["ok", "running"]
 
     neo4j_server.stop()  # a clean stop and start keep everything as well
@@ -331,7 +322,8 @@ def encoders() -> Encoders:
 
 def test_both_encoders_run_on_the_settings_device(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMGRAPH_DEVICE", "cpu")
-    encoders = Encoders()  # nothing is loaded: each encoder holds the device it was given
+    # Nothing is loaded: each encoder holds the device it was given.
+    encoders = Encoders.from_settings(Settings.from_env())
     assert encoders.image_encoder().requested_device == "cpu"
     assert encoders.text_encoder().requested_device == "cpu"
 
@@ -593,25 +585,27 @@ def test_runs_are_named_in_utc_and_record_hashes_pid_and_host(
     stamp, _, suffix = result.run_id.partition("-")
     started = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     assert before <= started <= datetime.now(UTC) and len(suffix) == 8
-    (run,) = store.runs()
+    (run,) = audit.runs(store)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     assert run["inputs"] == [f"{path} sha256:{sha}"] and run["sha256s"] == [sha]
     assert (run["pid"], run["host"]) == (os.getpid(), socket.gethostname())
-    assert store.ingested_sha256s([sha, "0" * 64]) == {sha: result.run_id}
+    assert audit.ingested_sha256s(store, [sha, "0" * 64]) == {sha: result.run_id}
 
 
 _FLAT_MEMORY = """
 import json, resource, sys
 from pathlib import Path
 import neo4j
+from mmgraph.graph import audit
 from mmgraph.graph.store import GraphStore
-from mmgraph.ingest.pipeline import IngestOptions, ingest_files
+from mmgraph.ingest.options import IngestOptions
+from mmgraph.ingest.pipeline import ingest_files
 
 uri, password, path, quarantine, headroom = sys.argv[1:]
 with neo4j.GraphDatabase.driver(uri, auth=("neo4j", password)) as driver:
     store = GraphStore(driver)
     store.setup_schema()
-    store.runs()
+    audit.runs(store)
     status = Path("/proc/self/status").read_text()
     size = int(next(l for l in status.splitlines() if l.startswith("VmSize")).split()[1]) * 1024
     limit = size + int(headroom)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mmgraph.core.errors import NotFoundError
 from mmgraph.ingest.readers import UnsupportedFileError, file_sha256, read_records
 from mmgraph.ingest.records import Location, RecordError, parse_record
 
@@ -60,7 +61,7 @@ def test_bad_rows_come_out_as_errors_in_place(tmp_path: Path) -> None:
 def test_unknown_suffix_and_missing_file_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedFileError, match=".xml"):
         list(read_records(tmp_path / "a.xml"))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(NotFoundError):
         list(read_records(tmp_path / "missing.jsonl"))
 
 

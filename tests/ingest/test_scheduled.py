@@ -13,20 +13,19 @@ from pathlib import Path
 import pytest
 
 from mmgraph.core.config import Settings
-from mmgraph.core.errors import ConflictError
+from mmgraph.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_RETRY, ConflictError
+from mmgraph.graph import audit
 from mmgraph.graph.store import GraphStore
-from mmgraph.ingest.pipeline import IngestOptions
+from mmgraph.ingest.options import IngestOptions
 from mmgraph.ingest.readers import file_sha256
-from mmgraph.ingest.scheduled import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_PARTIAL,
-    EXIT_TEMPFAIL,
-    FolderLockedError,
-    folder_lock,
-    ingest_folder,
-    run_scheduled,
-)
+from mmgraph.ingest.scheduled import FolderLockedError, FolderResult, folder_lock, ingest_folder
+from mmgraph.service.workflows.ingest import ingest_drop_folder
+
+
+def run_scheduled(settings: Settings, folder: Path, **options: bool) -> tuple[FolderResult, int]:
+    """One scheduled run as ``mmgraph ingest --from-dir`` makes it: its result and exit code."""
+    result = ingest_drop_folder(settings, folder, **options)
+    return result, result.exit_code
 
 
 def _jsonl(path: Path, records: list[dict], age: int = 0) -> Path:
@@ -76,7 +75,7 @@ def test_each_file_is_ingested_once_and_a_later_run_takes_only_the_new_one(
     assert _names(drop / "done") == ["a.jsonl", "b.jsonl"]
     counts = store.counts().to_dict()
     assert counts == {"nodes": {"Doc": 3}, "relationships": {"CITES": 1}}
-    runs = store.runs()
+    runs = audit.runs(store)
     assert {r["drop_folder"] for r in runs} == {str(drop.resolve())}
 
     # The same content dropped again, under another name: recognised by its hash, skipped.
@@ -87,7 +86,7 @@ def test_each_file_is_ingested_once_and_a_later_run_takes_only_the_new_one(
     assert (skipped.name, skipped.outcome) == ("a-again.jsonl", "skipped")
     assert skipped.reason == f"already ingested by run {first.files[0].result.run_id}"
     assert skipped.sha256 == file_sha256(drop / "done" / "a.jsonl")
-    assert len(store.runs()) == len(runs) and store.counts().to_dict() == counts
+    assert len(audit.runs(store)) == len(runs) and store.counts().to_dict() == counts
 
     _jsonl(drop / "c.jsonl", _items("c", 2))
     third = ingest_folder(store, drop, _options(tmp_path))
@@ -107,7 +106,7 @@ def test_a_locked_folder_is_refused_at_once_and_nothing_changes(
             ingest_folder(store, drop, _options(tmp_path))
         assert isinstance(raised.value, ConflictError)
         result, code = run_scheduled(env, drop, encode_text=False, encode_images=False)
-        assert (code, result.stopped) == (EXIT_TEMPFAIL, "locked")
+        assert (code, result.stopped) == (EXIT_RETRY, "locked")
         assert result.to_json()["error"].startswith(f"drop folder {drop} is locked")
         # Another process is refused too (flock is per open file, not per process).
         other = subprocess.run(
@@ -115,7 +114,7 @@ def test_a_locked_folder_is_refused_at_once_and_nothing_changes(
         )
         assert other.stdout.strip() == "FolderLockedError", other.stderr
     assert _names(drop) == [".mmgraph.lock", "a.jsonl"]
-    assert store.runs() == [] and store.counts().nodes == {}
+    assert audit.runs(store) == [] and store.counts().nodes == {}
 
     result, code = run_scheduled(env, drop, encode_text=False, encode_images=False)
     assert code == EXIT_OK and result.count("ingested") == 1
@@ -140,22 +139,24 @@ def test_runs_left_running_by_a_killed_process_are_marked_stale(
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     host = socket.gethostname()
-    store.start_run("from-this-folder", "x", drop_folder=str(drop.resolve()), pid=os.getpid())
-    store.start_run("dead-process", "y", host=host, pid=gone.pid)
-    store.start_run("alive-process", "z", host=host, pid=os.getpid())
-    store.start_run("other-host", "w", host=f"not-{host}", pid=gone.pid)
+    audit.start_run(
+        store, "from-this-folder", "x", drop_folder=str(drop.resolve()), pid=os.getpid()
+    )
+    audit.start_run(store, "dead-process", "y", host=host, pid=gone.pid)
+    audit.start_run(store, "alive-process", "z", host=host, pid=os.getpid())
+    audit.start_run(store, "other-host", "w", host=f"not-{host}", pid=gone.pid)
 
     result = ingest_folder(store, drop, _options(tmp_path))
 
     assert sorted(result.stale_runs) == ["dead-process", "from-this-folder"]
-    status = {r["id"]: r["status"] for r in store.runs()}
+    status = {r["id"]: r["status"] for r in audit.runs(store)}
     assert status == {
         "from-this-folder": "stale",
         "dead-process": "stale",
         "alive-process": "running",
         "other-host": "running",
     }
-    assert all("stale_reason" in r for r in store.runs() if r["status"] == "stale")
+    assert all("stale_reason" in r for r in audit.runs(store) if r["status"] == "stale")
 
 
 def test_failed_and_partial_files_and_the_exit_codes(
@@ -209,11 +210,11 @@ def test_an_unreachable_database_is_a_temporary_failure_that_keeps_the_files(
         home=tmp_path / "home", neo4j_uri=f"bolt://127.0.0.1:{port}", neo4j_password="x"
     )
     result, code = run_scheduled(settings, drop)
-    assert (code, result.stopped) == (EXIT_TEMPFAIL, "unavailable")
+    assert (code, result.stopped) == (EXIT_RETRY, "unavailable")
     assert _names(drop) == [".mmgraph.lock", "a.jsonl"]
 
     missing, code = run_scheduled(settings, tmp_path / "nowhere")
-    assert (code, missing.stopped) == (EXIT_FAILED, "error")
+    assert (code, missing.stopped) == (4, "error")  # not found
     assert "does not exist" in missing.error
 
 
@@ -222,13 +223,13 @@ def test_a_file_from_a_run_with_only_the_older_ledger_form_is_skipped(
 ) -> None:
     path = _jsonl(drop / "old.jsonl", _items("o", 1))
     sha = file_sha256(path)
-    store.start_run("legacy", "old.jsonl", inputs=[f"/elsewhere/old.jsonl sha256:{sha}"])
-    store.finish_run("legacy", "ok", {})
-    store.start_run("failed-one", "x", inputs=[f"/x sha256:{'0' * 64}"], sha256s=["0" * 64])
-    store.finish_run("failed-one", "failed", {})
+    audit.start_run(store, "legacy", "old.jsonl", inputs=[f"/elsewhere/old.jsonl sha256:{sha}"])
+    audit.finish_run(store, "legacy", "ok", {})
+    audit.start_run(store, "failed-one", "x", inputs=[f"/x sha256:{'0' * 64}"], sha256s=["0" * 64])
+    audit.finish_run(store, "failed-one", "failed", {})
 
     result = ingest_folder(store, drop, _options(tmp_path))
     assert [(f.outcome, f.reason) for f in result.files] == [
         ("skipped", "already ingested by run legacy")
     ]
-    assert store.ingested_sha256s(["0" * 64]) == {}
+    assert audit.ingested_sha256s(store, ["0" * 64]) == {}

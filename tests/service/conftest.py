@@ -34,8 +34,8 @@ def home(settings: Settings, tmp_path: Path) -> Settings:
 def serve() -> Iterator[Callable]:
     """Start servers with ``serve(settings, registry) -> (server, client)``; all are stopped in
     teardown."""
-    from mmgraph.service.client import AnalyticsClient
-    from mmgraph.service.server import create_server
+    from mmgraph.service.rpc.client import AnalyticsClient
+    from mmgraph.service.rpc.server import create_server
 
     started = []
 

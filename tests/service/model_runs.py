@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmgraph.gnn.artifacts import RunRecord, set_active_run
-from mmgraph.gnn.artifacts import save_run as save_record
 from mmgraph.gnn.data import export_heterodata
 from mmgraph.gnn.experiment import run_experiment
 from mmgraph.gnn.models import GraphMeta
+from mmgraph.gnn.runs import RunRecord, set_active_run
+from mmgraph.gnn.runs import save_run as save_record
 from mmgraph.gnn.split import SplitConfig, split_graph
 from mmgraph.gnn.train import TrainConfig
 from mmgraph.graph.store import GraphStore, NodeRow

@@ -22,11 +22,13 @@ import pytest
 from sklearn.cluster import KMeans
 
 from mmgraph.core.config import Settings
+from mmgraph.graph import writeback
+from mmgraph.graph.cypher import run_read_only
 from mmgraph.graph.local_neo4j import LocalNeo4j
 from mmgraph.graph.store import GraphStore
 from mmgraph.ingest.datasets import emoji_records, fetch_emoji
-from mmgraph.ingest.pipeline import IngestOptions, ingest
-from mmgraph.service.commands.cypher import run_read_only
+from mmgraph.ingest.options import IngestOptions
+from mmgraph.ingest.pipeline import ingest
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "analysts.md"
 CATEGORY = "category:smileys-emotion"
@@ -101,9 +103,10 @@ def _write_back(store: GraphStore, records: list[tuple[Any, dict[str, Any]]]) ->
     """Embeddings, a vector index, the active model, k-means clusters of the emoji and each
     emoji's three likeliest new tags, as promotion and ``mmgraph analysts`` write them."""
     uids, vectors = _embeddings(records)
-    store.write_embeddings(RUN, uids, vectors)
-    store.ensure_vector_index(DIM)
-    store.record_model(
+    writeback.write_embeddings(store, RUN, uids, vectors)
+    writeback.ensure_vector_index(store, DIM)
+    writeback.record_model(
+        store,
         RUN,
         {"model": "hgt", "created": "2026-01-01T00:00:00Z", "metrics": json.dumps({"mrr": 0.4})},
     )
@@ -114,7 +117,7 @@ def _write_back(store: GraphStore, records: list[tuple[Any, dict[str, Any]]]) ->
     assignments = {uids[i]: int(label) for i, label in zip(emoji, labels, strict=True)}
     members = [[u for u, c in assignments.items() if c == k] for k in range(6)]
     summaries = {k: {"central": uids_k[:3]} for k, uids_k in enumerate(members)}
-    assert store.write_clusters(RUN, "kmeans", assignments, summaries) == 6
+    assert writeback.write_clusters(store, RUN, "kmeans", assignments, summaries) == 6
     linked = {
         (raw["src"], raw["dst"])
         for _, raw in records
@@ -129,7 +132,7 @@ def _write_back(store: GraphStore, records: list[tuple[Any, dict[str, Any]]]) ->
             if (uids[i], uids[tags[j]]) not in linked
         ]
         links += best[:3]
-    assert store.write_predicted_links(RUN, "HAS_TAG", links) == len(links)
+    assert writeback.write_predicted_links(store, RUN, "HAS_TAG", links) == len(links)
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +167,6 @@ def test_the_doc_has_recipes_and_documents_their_parameters() -> None:
 def test_recipe_runs_read_only_and_returns_rows(
     emoji_graph: GraphStore, title: str, query: str
 ) -> None:
-    result = run_read_only(emoji_graph, query, documented_parameters())
+    result = run_read_only(emoji_graph, query, documented_parameters(), limit=1000)
     assert result.rows, f"recipe {title!r} returned no rows"
     assert all(len(row) == len(result.columns) for row in result.rows)

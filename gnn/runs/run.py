@@ -1,0 +1,163 @@
+"""A saved run, loaded lazily: embeddings on first use, the network on the first query."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file as load_numpy
+
+from mmgraph.core.errors import InvalidArgumentError
+from mmgraph.gnn.models.base import GraphMeta
+from mmgraph.gnn.runs.network import Network, load_network
+from mmgraph.gnn.runs.overlay import fresh_version, merge, read_fresh
+from mmgraph.gnn.spaces import FUSED, centered_unit
+
+EdgeType = tuple[str, str, str]
+
+
+class QueryEmbeddingError(InvalidArgumentError):
+    """A query the run cannot embed (an unknown node type, modality or space)."""
+
+
+class ModelRun:
+    """A saved run, loaded lazily: embeddings on first use, the network on the first query."""
+
+    def __init__(self, path: Path) -> None:
+        info = json.loads((path / "run.json").read_text())
+        self.path = path
+        self.run_id: str = info["run_id"]
+        self.model: str = info["model"]
+        self.created: str = info["created"]
+        self.config: dict[str, Any] = info["config"]
+        self.metrics: dict[str, Any] = info["metrics"]
+        self.trained_uids: dict[str, list[str]] = info["uids"]
+        self.spaces: tuple[str, ...] = tuple(info["spaces"])
+        self.relations: tuple[EdgeType, ...] = tuple(tuple(r) for r in info["relations"])
+        self.meta = GraphMeta.from_dict(info["meta"])
+        self._fresh = read_fresh(path)
+        self.uids: dict[str, list[str]] = {
+            t: uids + self._fresh.uids.get(t, []) for t, uids in self.trained_uids.items()
+        }
+        self._base: dict[str, np.ndarray] | None = None
+        self._tensors: dict[str, np.ndarray] | None = None
+        self._network: Network | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ModelRun({self.run_id!r}, model={self.model!r})"
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return json.loads((self.path / "history.json").read_text())
+
+    @property
+    def fresh_version(self) -> int:
+        """The version of the overlay of appended nodes this object holds (0: none)."""
+        return self._fresh.version
+
+    def refreshed(self) -> ModelRun:
+        """This run with the nodes appended to its overlay since it was loaded (the loaded
+        embeddings and network are shared, not read again); ``self`` when there are none."""
+        if fresh_version(self.path) == self.fresh_version:
+            return self
+        run = ModelRun(self.path)
+        with self._lock:
+            run._base, run._network = self._base, self._network
+        return run
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        with self._lock:
+            if self._tensors is None:
+                if self._base is None:
+                    self._base = load_numpy(str(self.path / "embeddings.safetensors"))
+                self._tensors = merge(self._base, self._fresh.tensors)
+            return self._tensors
+
+    def _check_space(self, space: str) -> None:
+        if space not in self.spaces:
+            raise QueryEmbeddingError(
+                f"run {self.run_id} has no space {space!r}; it has {list(self.spaces)}"
+            )
+
+    def embeddings(self, space: str = FUSED) -> dict[str, np.ndarray]:
+        """node type -> L2-normalised rows of ``space`` (the rows of :meth:`space_rows`)."""
+        self._check_space(space)
+        arrays = self._arrays()
+        return {t: arrays[f"{space}/{t}"] for t in self.uids if f"{space}/{t}" in arrays}
+
+    def space_rows(self, space: str) -> dict[str, np.ndarray]:
+        """node type -> the node rows that :meth:`embeddings` holds for ``space``."""
+        self._check_space(space)
+        arrays = self._arrays()
+        return {t: arrays[f"{space}/{t}/rows"] for t in self.uids if f"{space}/{t}" in arrays}
+
+    def raw_embeddings(self) -> dict[str, np.ndarray]:
+        """node type -> the fused embeddings as the link decoder sees them (not normalised)."""
+        arrays = self._arrays()
+        return {t: arrays[f"raw/{t}"] for t in self.uids}
+
+    def embed_query(
+        self, node_type: str, modality: str, vectors: np.ndarray, space: str = FUSED
+    ) -> np.ndarray:
+        """Raw encoder vectors of one modality for nodes of ``node_type`` -> ``(q, d)`` unit rows
+        comparable with :meth:`embeddings` of ``space`` (every space of a run shares one)."""
+        self._check_space(space)
+        dims = self.meta.modalities.get(node_type)
+        if dims is None:
+            raise QueryEmbeddingError(f"run {self.run_id} has no node type {node_type!r}")
+        if modality not in dims:
+            raise QueryEmbeddingError(
+                f"{node_type} nodes have no {modality!r} modality in run {self.run_id}; "
+                f"they have {sorted(dims)}"
+            )
+        x = np.asarray(vectors, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != dims[modality]:
+            raise QueryEmbeddingError(
+                f"{modality} query vectors must be (q, {dims[modality]}), got {x.shape}"
+            )
+        out = self.network().embed(node_type, modality, x)
+        own = modality if modality in self.spaces else FUSED
+        return centered_unit(out, self.center(own, node_type))
+
+    def center(self, space: str, node_type: str) -> np.ndarray | float:
+        """The mean subtracted from ``space``'s rows of ``node_type`` before they were
+        normalised (0 for runs saved without one)."""
+        return self._arrays().get(f"center/{space}/{node_type}", 0.0)
+
+    def network(self) -> Network:
+        """The model itself, loaded once from the run's weights."""
+        with self._lock:
+            if self._network is None:
+                self._network = load_network(self)
+            return self._network
+
+    def score_links(
+        self, edge_type: Sequence[str], src_rows: np.ndarray, dst_rows: np.ndarray
+    ) -> np.ndarray:
+        """Probabilities in [0, 1] that each ``(src_rows[i], dst_rows[i])`` is a link."""
+        edge_type = self._check_relation(edge_type)
+        raw = self.raw_embeddings()
+        logits = self.network().logits(
+            raw, edge_type, np.asarray(src_rows, np.int64), np.asarray(dst_rows, np.int64)
+        )
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def score_from(self, edge_type: Sequence[str], src_row: int) -> np.ndarray:
+        """Probabilities of a link from ``src_row`` to every node of the destination type."""
+        edge_type = self._check_relation(edge_type)
+        n = len(self.uids[edge_type[2]])
+        return self.score_links(edge_type, np.full(n, src_row), np.arange(n))
+
+    def _check_relation(self, edge_type: Sequence[str]) -> EdgeType:
+        key = tuple(edge_type)
+        if key not in self.relations:
+            raise QueryEmbeddingError(
+                f"run {self.run_id} does not score {'/'.join(key)}; it scores "
+                f"{['/'.join(r) for r in self.relations]}"
+            )
+        return key  # type: ignore[return-value]

@@ -1,0 +1,122 @@
+"""The ``num`` modality of a run: each node type's numbers standardised by the fit kept with the
+graph, or, on the first run that brings numbers of a type, by one fitted on all of them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mmgraph.graph.encoder_state import get_state, put_state_once
+from mmgraph.graph.store import GraphStore, NodeRow
+from mmgraph.ingest.encoders import NumericEncoder
+from mmgraph.ingest.readers import batched
+from mmgraph.ingest.records import Item
+from mmgraph.ingest.scratch import Scratch
+from mmgraph.ingest.timings import add_time
+
+log = logging.getLogger(__name__)
+
+
+class RunningFit:
+    """Column means and population standard deviations of rows of numbers seen one at a time
+    (Welford's method): the state :meth:`NumericEncoder.fit` would give on all rows at once."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[float]] = {}  # name -> [count, mean, sum of squares]
+
+    def add(self, numbers: Mapping[str, float]) -> None:
+        for name, value in numbers.items():
+            stats = self.columns.setdefault(name, [0, 0.0, 0.0])
+            stats[0] += 1
+            delta = value - stats[1]
+            stats[1] += delta / stats[0]
+            stats[2] += delta * (value - stats[1])
+
+    def state(self) -> dict[str, Any]:
+        names = sorted(self.columns)
+        std = [math.sqrt(self.columns[n][2] / self.columns[n][0]) for n in names]
+        return {
+            "columns": names,
+            "mean": [self.columns[n][1] for n in names],
+            "std": [s if s > 0 else 1.0 for s in std],
+        }
+
+
+class NumberEncoders:
+    """A run's ``num`` encoders, one per node type: the standardisation kept with the graph, or,
+    on the first run that brings numbers of a type, one fitted on all of this run's numbers of it.
+
+    Keeping the first fit makes every later run's ``num`` vectors share its tag, so one type's
+    numbers are never split between encoders; names it was not fitted on are ignored (logged).
+    Items of a type without a kept fit are written without ``num_vec`` and get it at the end of
+    the run, once the fit (on all of them) is kept; their numbers wait in the scratch file.
+    """
+
+    def __init__(self, store: GraphStore, scratch: Scratch) -> None:
+        self.store = store
+        self.scratch = scratch
+        self.kept: dict[str, NumericEncoder | None] = {}
+        self.fits: dict[str, RunningFit] = {}
+        self.unknown: dict[str, set[str]] = {}
+
+    def encoder(self, type_name: str) -> NumericEncoder | None:
+        """The type's kept standardisation, or ``None`` when this run is the first to fit one."""
+        if type_name not in self.kept:
+            stored = get_state(self.store, f"num:{type_name}")
+            self.kept[type_name] = (
+                None if stored is None else NumericEncoder.from_dict(json.loads(stored))
+            )
+        return self.kept[type_name]
+
+    def rows(self, items: Sequence[Item]) -> dict[str, dict[int, dict[str, float]]]:
+        """The rows to encode now, by type; numbers of types without a kept fit are held."""
+        by_type: dict[str, dict[int, dict[str, float]]] = {}
+        for i, item in enumerate(items):
+            if not item.numbers:
+                continue
+            encoder = self.encoder(item.type)
+            if encoder is None:
+                self.fits.setdefault(item.type, RunningFit()).add(item.numbers)
+                self.scratch.hold_numbers(item)
+                continue
+            known = set(encoder.columns)
+            self.unknown.setdefault(item.type, set()).update(set(item.numbers) - known)
+            if known.intersection(item.numbers):
+                by_type.setdefault(item.type, {})[i] = item.numbers
+        return by_type
+
+    def finish(self, batch_size: int, run_id: str, timings: dict[str, float]) -> None:
+        """Keep each first fit and write the ``num`` vectors of the items that waited for it."""
+        for type_name, fit in self.fits.items():
+            kept = put_state_once(self.store, f"num:{type_name}", json.dumps(fit.state()))
+            encoder = NumericEncoder.from_dict(json.loads(kept))
+            known = set(encoder.columns)
+            rows = (
+                (uid, numbers)
+                for uid, numbers in self.scratch.numbers(type_name)
+                if known.intersection(numbers)
+            )
+            for batch in batched(rows, batch_size):
+                t0 = time.perf_counter()
+                vectors = encoder.encode([numbers for _, numbers in batch])
+                add_time(timings, "encode_num", t0)
+                nodes = [
+                    NodeRow(uid, type_name, {}, {"num": (vector, encoder.tag)})
+                    for (uid, _), vector in zip(batch, vectors, strict=True)
+                ]
+                t0 = time.perf_counter()
+                self.store.write_batch(nodes, [], run_id)
+                add_time(timings, "write_nodes", t0)
+        for type_name, names in self.unknown.items():
+            encoder = self.kept[type_name]
+            if names and encoder is not None:
+                log.warning(
+                    "%s numbers %s are not in its stored standardisation %s: ignored",
+                    type_name,
+                    sorted(names),
+                    encoder.tag,
+                )

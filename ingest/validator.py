@@ -1,0 +1,38 @@
+"""Checks of an item against the rest of its input and the stored graph, before it is written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mmgraph.ingest.records import Item, Location, RecordError
+from mmgraph.ingest.scratch import Scratch
+
+
+class Validator:
+    """Checks an item against the rest of the input: one type per uid, and one dimension per
+    (type, vector name), that of the stored vectors if any, else of the first in the input."""
+
+    def __init__(
+        self, scratch: Scratch, stored_dimension: Callable[[str, str], int | None]
+    ) -> None:
+        self.scratch = scratch
+        self.stored_dimension = stored_dimension
+        self.dims: dict[tuple[str, str], tuple[int, str]] = {}
+
+    def check(self, item: Item, location: Location) -> None:
+        seen = self.scratch.claim(item.uid, item.type, location)
+        if seen is not None and seen[0] != item.type:
+            raise RecordError(location, "type", f"uid {item.uid!r} is a {seen[0]} at {seen[1]}")
+        for name, vector in (item.vectors or {}).items():
+            key = (item.type, name)
+            if key not in self.dims:
+                stored = self.stored_dimension(*key)
+                self.dims[key] = (
+                    (stored, f"the stored {item.type} vectors have")
+                    if stored is not None
+                    else (len(vector), f"record {location} has")
+                )
+            dim, where = self.dims[key]
+            if dim != len(vector):
+                message = f"has {len(vector)} dimensions; {where} {dim}"
+                raise RecordError(location, f"vectors.{name}", message)

@@ -1,0 +1,109 @@
+"""``mmgraph ingest``: batch files, a dataset by name, or a drop folder, as audited runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from mmgraph.core.config import Settings
+from mmgraph.core.errors import EXIT_FAILED, EXIT_PARTIAL, MmgraphError
+from mmgraph.ingest.datasets import DATASETS
+from mmgraph.service.cli.options import JsonOption
+from mmgraph.service.cli.output import emit_json, errors, print_table
+
+if TYPE_CHECKING:
+    from mmgraph.ingest.options import IngestResult
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ingest`` to ``app``."""
+    app.command("ingest")(ingest_command)
+
+
+def ingest_command(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="JSONL, CSV or Parquet files of records.")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help=f"Ingest a dataset by name: {', '.join(DATASETS)}.")
+    ] = None,
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-dir",
+            help="A drop folder: ingest the files that arrived since the last run, then exit "
+            "(for cron / systemd timers; see docs/scheduling.md).",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Records per write transaction.")] = 2000,
+    text: Annotated[bool, typer.Option(help="Encode the text modality.")] = True,
+    images: Annotated[bool, typer.Option(help="Encode the image modality.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate, encode and write records as one audited run; bad records go to quarantine.
+
+    Exit code: 0 ok, 3 partial (some records quarantined), 1 failed (every record
+    quarantined), else the code of the error that stopped it (README: exit codes); with
+    --from-dir 75 also when another run holds the folder's lock (try again later).
+    """
+    if sum(map(bool, (paths, dataset, from_dir))) != 1:
+        raise typer.BadParameter("give exactly one of PATHS, --dataset or --from-dir")
+    from mmgraph.ingest.options import IngestError, IngestResult
+    from mmgraph.service.workflows import ingest as workflow
+
+    settings = Settings.from_env()
+    options = {"batch_size": batch_size, "encode_text": text, "encode_images": images}
+    if from_dir is not None:
+        folder = workflow.ingest_drop_folder(settings, from_dir, **options)
+        if as_json:
+            emit_json(folder.to_json())
+        else:
+            _report_folder(folder.to_json())
+        raise typer.Exit(folder.exit_code)
+    try:
+        if dataset:
+            result = workflow.ingest_dataset(settings, dataset, **options)
+        else:
+            result = workflow.ingest_paths(settings, paths or [], **options)
+    except IngestError as e:
+        _report_ingest(e.result, as_json)
+        raise
+    except MmgraphError:
+        # No run started; scripts reading --json still get the fixed shape.
+        _report_ingest(IngestResult(run_id=None, status="failed"), as_json)
+        raise
+    _report_ingest(result, as_json)
+    if result.status == "failed":
+        raise typer.Exit(EXIT_FAILED)
+    if result.status == "partial":
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _report_ingest(result: IngestResult, as_json: bool) -> None:
+    if as_json:
+        emit_json(result.to_json())
+        return
+    rows: list[list[Any]] = [[key, value] for key, value in result.counts().items()]
+    rows.append(["seconds", round(result.seconds, 1)])
+    rows += [[f"  {step} (s)", round(seconds, 1)] for step, seconds in result.timings.items()]
+    print_table(f"ingest run {result.run_id}: {result.status}", ["what", "count"], rows, 1)
+    if result.quarantine_file:
+        errors().print(f"quarantined records: {result.quarantine_file}")
+
+
+def _report_folder(report: dict[str, Any]) -> None:
+    columns = (
+        "file",
+        "outcome",
+        "run_id",
+        "nodes_written",
+        "relationships_written",
+        "quarantined",
+        "reason",
+    )
+    rows = [[row.get(k) or "" for k in columns] for row in report["files"]]
+    print_table(f"drop folder {report['folder']}", columns, rows)
+    if report.get("stopped"):
+        errors().print(f"[yellow]stopped:[/yellow] {report['stopped']}: {report.get('error')}")

@@ -1,0 +1,31 @@
+"""``mmgraph serve``: run the gRPC server until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mmgraph.core.config import Settings
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to ``app``."""
+    app.command("serve")(serve_command)
+
+
+def serve_command(
+    port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Port to listen on (default MMGRAPH_GRPC_PORT)."),
+    ] = None,
+) -> None:
+    """Serve similarity, clustering, link prediction and ingest over gRPC, from the promoted
+    model; stops gracefully (calls in flight finish) on SIGTERM or Ctrl-C.
+
+    Host, token, TLS and message limits come from the environment (MMGRAPH_GRPC_HOST,
+    MMGRAPH_TOKEN, MMGRAPH_TLS_CERT / MMGRAPH_TLS_KEY, MMGRAPH_MAX_MESSAGE_BYTES).
+    """
+    from mmgraph.service.rpc.server import serve
+
+    serve(Settings.from_env(), port)

@@ -1,1 +1,0 @@
-"""CLI commands of the service, each module exposing ``register(app)`` (wired in ``cli.py``)."""

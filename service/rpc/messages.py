@@ -1,0 +1,125 @@
+"""Messages of the contract to and from the serving logic's values: an ``Ingest`` stream of
+protobuf records as the raw records of batch ingest, and answers as reply messages.
+
+Images travel as bytes and reach the pipeline as bytes: nothing a remote caller sends can make the
+service open a file (a path is refused by the run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from mmgraph.gnn.runs import ModelRun
+from mmgraph.ingest.quarantine import Refusal
+from mmgraph.ingest.readers import RawRecord
+from mmgraph.ingest.records import Location, RecordError
+from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2 as pb
+from mmgraph.service.serving.clustering import Clustering
+from mmgraph.service.serving.links import Link
+from mmgraph.service.serving.similar import Hit
+
+
+def raw_records(stream: Iterable[pb.IngestRecord], source: str) -> Iterator[RawRecord]:
+    """Each streamed record as ``(location, dict)`` (numbered from 1), or a
+    :class:`RecordError` in its place when it holds neither an item nor a relation."""
+    for number, message in enumerate(stream, start=1):
+        location = Location(source, number)
+        kind = message.WhichOneof("record")
+        if kind == "item":
+            yield location, _item(message.item)
+        elif kind == "relation":
+            yield location, _relation(message.relation)
+        else:
+            yield location, RecordError(location, "record", "holds neither an item nor a relation")
+
+
+def _item(item: pb.Item) -> dict[str, Any]:
+    raw: dict[str, Any] = {"kind": "item", "uid": item.uid, "type": item.type}
+    if item.HasField("text"):
+        raw["text"] = item.text
+    if item.image:
+        raw["image"] = item.image
+    if item.numbers:
+        raw["numbers"] = dict(item.numbers)
+    if item.vectors:
+        raw["vectors"] = {name: list(v.values) for name, v in item.vectors.items()}
+    if item.props:
+        raw["props"] = {key: _value(v) for key, v in item.props.items()}
+    return raw
+
+
+def _relation(rel: pb.Relation) -> dict[str, Any]:
+    raw: dict[str, Any] = {"kind": "relation", "src": rel.src, "dst": rel.dst, "type": rel.type}
+    if rel.HasField("weight"):
+        raw["weight"] = rel.weight
+    if rel.props:
+        raw["props"] = {key: _value(v) for key, v in rel.props.items()}
+    return raw
+
+
+def _value(value: pb.Value) -> Any:
+    """A property value as Python; an unset value becomes ``None``, which validation refuses."""
+    kind = value.WhichOneof("kind")
+    if kind == "list_value":
+        return [_value(v) for v in value.list_value.values]
+    return None if kind is None else getattr(value, kind)
+
+
+def hit_message(hit: Hit) -> pb.Hit:
+    """A node found, as the ``Hit`` message."""
+    return pb.Hit(uid=hit.uid, type=hit.type, score=hit.score, display=hit.display)
+
+
+def clustering_message(result: Clustering, run_id: str) -> pb.ClusterResponse:
+    """Each node's cluster and a summary per cluster, as the ``ClusterResponse``."""
+    return pb.ClusterResponse(
+        assignments=[
+            pb.Assignment(uid=u, type=t, cluster=int(c))
+            for u, t, c in zip(result.uids, result.types, result.labels.tolist(), strict=True)
+        ],
+        clusters=[
+            pb.ClusterSummary(
+                cluster=s.cluster,
+                size=s.size,
+                central=[hit_message(h) for h in s.central],
+                neighbors=[pb.CommonNeighbor(**n) for n in s.neighbours],
+            )
+            for s in result.clusters
+        ],
+        run_id=run_id,
+        method=result.method,
+    )
+
+
+def link_message(link: Link) -> pb.Link:
+    """A predicted link, as the ``Link`` message."""
+    return pb.Link(
+        src=link.src,
+        dst=link.dst,
+        dst_type=link.dst_type,
+        probability=link.probability,
+        display=link.display,
+    )
+
+
+def refusal_message(refusal: Refusal) -> pb.QuarantinedRecord:
+    """A record the run refused, as the ``QuarantinedRecord`` message."""
+    return pb.QuarantinedRecord(
+        record=refusal.record, field=refusal.field, message=refusal.message, key=refusal.key
+    )
+
+
+def model_info(run: ModelRun, serving: bool, promoted: bool) -> pb.ModelInfo:
+    """A run as the ``ModelInfo`` message."""
+    return pb.ModelInfo(
+        run_id=run.run_id,
+        model=run.model,
+        created=run.created,
+        metrics={k: float(v) for k, v in run.metrics.items() if isinstance(v, int | float)},
+        spaces=list(run.spaces),
+        relations=[f"{s}-{r}->{d}" for s, r, d in run.relations],
+        serving=serving,
+        promoted=promoted,
+        nodes={t: len(u) for t, u in run.uids.items()},
+    )
