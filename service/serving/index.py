@@ -1,7 +1,7 @@
 """An in-memory nearest-neighbour index over L2-normalised vectors (inner product = cosine).
 
 Exact search (faiss ``IndexFlatIP``) below ``exact_below`` vectors, where it answers in a few
-milliseconds at most (2.4 ms at 100k x 128, DESIGN §7); HNSW (``IndexHNSWFlat``, M=32,
+milliseconds at most (2.4 ms at 100k x 128, docs/design.md §6); HNSW (``IndexHNSWFlat``, M=32,
 efSearch=128: recall@10 0.996 at 1M) above.
 """
 
