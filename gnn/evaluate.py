@@ -3,7 +3,9 @@
 - Link prediction on the split's held-out test edges, in the graph of train + validation edges:
   each edge ranked against its fixed row of filtered random and hard negatives (MRR, Hits@1/3/10,
   realistic ranks), ROC-AUC of all positives against all negatives; MRR against the hard
-  negatives alone is reported beside it.
+  negatives alone is reported beside it. With a calibration (fitted on the validation edges,
+  :func:`fit_calibration`), the expected calibration error of the probabilities of the test
+  edges and their candidates, and the reliability diagram behind it.
 - Clustering: k-means on the embeddings of the nodes that have exactly one class through the
   label relation (which no model ever sees), against those classes (NMI, ARI).
 - Cross-modal retrieval on the held-out retrieval nodes: each node's text alone is the query,
@@ -23,7 +25,15 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from mmgraph.gnn.metrics import clustering_metrics, ranking_metrics, retrieval_recall, roc_auc
+from mmgraph.gnn.calibration import Calibration
+from mmgraph.gnn.metrics import (
+    clustering_metrics,
+    expected_calibration_error,
+    ranking_metrics,
+    reliability,
+    retrieval_recall,
+    roc_auc,
+)
 from mmgraph.gnn.names import METRICS
 from mmgraph.gnn.split import EdgeType, HeldOut, LinkSplit
 from mmgraph.gnn.train import SCORE_CHUNK
@@ -32,11 +42,12 @@ from mmgraph.gnn.train import SCORE_CHUNK
 @dataclass
 class Embedder:
     """What the protocol needs of a model: embed a graph, score links from embeddings, and
-    (optionally) embed nodes from one modality alone."""
+    (optionally) embed nodes from one modality alone and turn scores into probabilities."""
 
     embed: Callable[[HeteroData], dict[str, torch.Tensor]]
     score: Callable[[dict[str, torch.Tensor], EdgeType, torch.Tensor], torch.Tensor]
     embed_one: Callable[[str, str, torch.Tensor], torch.Tensor] | None = None
+    calibration: Calibration | None = None
 
 
 def cosine_score(
@@ -46,6 +57,17 @@ def cosine_score(
     a = torch.nn.functional.normalize(z[edge_type[0]][index[0]], dim=1)
     b = torch.nn.functional.normalize(z[edge_type[2]][index[1]], dim=1)
     return (a * b).sum(1)
+
+
+def fit_calibration(embedder: Embedder, split: LinkSplit) -> Calibration:
+    """Platt scaling of the embedder's scores on the validation edges and their candidates, in
+    the graph they are predicted in (:mod:`mmgraph.gnn.calibration`)."""
+    with torch.no_grad():
+        z = {t: v.detach().cpu() for t, v in embedder.embed(split.graph("val")).items()}
+    scores = [held_out_scores(embedder, z, et, held) for et, held in split.val.items()]
+    return Calibration.fit(
+        np.concatenate([p for p, _ in scores]), np.concatenate([n.ravel() for _, n in scores])
+    )
 
 
 def held_out_scores(
@@ -80,7 +102,13 @@ def evaluate(embedder: Embedder, split: LinkSplit, stage: str = "test") -> dict[
         hard_rr.append(_hard_reciprocal_ranks(p, n, held.hard.numpy()))
     metrics: dict[str, float | None] = dict.fromkeys(METRICS)
     metrics.update(ranking_metrics(np.concatenate(pos), _stack_rows(neg)))
-    metrics["auc"] = roc_auc(np.concatenate(pos), np.concatenate([n.ravel() for n in neg]))
+    positives, negatives = np.concatenate(pos), np.concatenate([n.ravel() for n in neg])
+    metrics["auc"] = roc_auc(positives, negatives)
+    if embedder.calibration is not None:
+        probabilities = embedder.calibration.probability(np.concatenate([positives, negatives]))
+        labels = np.concatenate([np.ones(positives.size), np.zeros(negatives.size)])
+        metrics["ece"] = expected_calibration_error(probabilities, labels)
+        metrics["reliability"] = [list(row) for row in reliability(probabilities, labels)]
     hard = np.concatenate(hard_rr)
     metrics["mrr_hard"] = float(hard.mean()) if hard.size else None
     metrics.update(_clustering(z, split))

@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch_geometric
-from sklearn.linear_model import LogisticRegression
 from torch_geometric.data import HeteroData
 
-from mmgraph.core.errors import InvalidArgumentError
-from mmgraph.gnn.evaluate import Embedder, cosine_score, evaluate, held_out_scores
+from mmgraph.core.errors import InvalidArgumentError, MmgraphError
+from mmgraph.gnn.evaluate import Embedder, cosine_score, evaluate, fit_calibration
 from mmgraph.gnn.fusion.cca_embedding import CCAEmbedding
 from mmgraph.gnn.models import MODELS, GraphMeta, isolated_view
 from mmgraph.gnn.names import MODEL_NAMES, REPORT_METRICS
@@ -71,15 +70,60 @@ def run_experiment(
     home: Path | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
 ) -> ExperimentResult:
-    """Train ``model`` on ``split``, evaluate it on the test edges, and (with ``home``) save it
-    as a run directory whose embeddings cover the whole graph."""
+    """Train ``model`` on ``split``, calibrate its link probabilities on the validation edges,
+    evaluate it on the test edges, and (with ``home``) save it as a run directory whose
+    embeddings cover the whole graph."""
     if model not in MODEL_NAMES:
         raise UnknownModelError(f"unknown model {model!r}; choose one of {list(MODEL_NAMES)}")
     config = train_config or TrainConfig()
-    options = {**DEFAULT_OPTIONS.get(model, {}), **(model_options or {})}
-    if model == "cca":
-        return _run_cca(split, uids, config, options, home)
     meta = GraphMeta.from_data(split.graph("val"))
+    options = {**default_options(model, meta), **(model_options or {})}
+    if model == "cca":
+        fitted = _fit_cca(split, options)
+    else:
+        fitted = _train(model, meta, split, config, options, progress)
+    embedder = fitted.embedder
+    embedder.calibration = fit_calibration(embedder, split)
+    metrics = evaluate(embedder, split)
+    metrics["train_seconds"] = fitted.trained.seconds
+    result = ExperimentResult(
+        model, metrics, history=fitted.trained.history, train_seconds=fitted.trained.seconds
+    )
+    result.embeddings = embedder.embed(split.full_graph())
+    if home is not None:
+        _save(result, home, split, uids, meta, config, options, fitted)
+    return result
+
+
+def default_options(model: str, meta: GraphMeta) -> dict[str, Any]:
+    """The options ``model`` starts from on a graph of schema ``meta``: MGAT's cross-modal term
+    only where a node type carries both modalities it aligns."""
+    options = dict(DEFAULT_OPTIONS.get(model, {}))
+    if model == "mgat" and not any(
+        {"text", "image"} <= set(mods) for mods in meta.modalities.values()
+    ):
+        options.pop("contrastive_weight", None)
+    return options
+
+
+@dataclass
+class _Fitted:
+    """A model ready to evaluate and save: how to embed and score with it, its weights, and
+    what its training did."""
+
+    embedder: Embedder
+    weights: dict[str, Any]
+    trained: TrainResult
+
+
+def _train(
+    model: str,
+    meta: GraphMeta,
+    split: LinkSplit,
+    config: TrainConfig,
+    options: dict[str, Any],
+    progress: Callable[[int, dict[str, float]], None] | None,
+) -> _Fitted:
     net = MODELS[model](meta, split.target_edge_types, **options)
     trained = train_model(net, split, config, progress)
     device = resolve_device(config.device)
@@ -91,17 +135,8 @@ def run_experiment(
         ).cpu(),
         embed_one=lambda t, m, x: _embed_one(net, meta, t, m, x, device),
     )
-    metrics = evaluate(embedder, split)
-    metrics["train_seconds"] = trained.seconds
-    result = ExperimentResult(
-        model, metrics, history=trained.history, train_seconds=trained.seconds
-    )
-    full = embedder.embed(split.full_graph())
-    result.embeddings = full
-    if home is not None:
-        weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        _save(result, home, split, uids, meta, config, options, trained, full, embedder, weights)
-    return result
+    weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    return _Fitted(embedder, weights, trained)
 
 
 def _embed_one(
@@ -123,13 +158,7 @@ def _embed_one(
     return torch.cat(parts) if parts else torch.empty(0)
 
 
-def _run_cca(
-    split: LinkSplit,
-    uids: dict[str, list[str]],
-    config: TrainConfig,
-    options: dict[str, Any],
-    home: Path | None,
-) -> ExperimentResult:
+def _fit_cca(split: LinkSplit, options: dict[str, Any]) -> _Fitted:
     started = time.perf_counter()
     cca = CCAEmbedding(**options).fit(split.base, exclude=split.retrieval_nodes)
     seconds = time.perf_counter() - started
@@ -138,44 +167,9 @@ def _run_cca(
         score=cosine_score,
         embed_one=lambda t, m, x: torch.from_numpy(cca.transform_modality(m, x.numpy())),
     )
-    metrics = evaluate(embedder, split)
-    metrics["train_seconds"] = seconds
-    result = ExperimentResult("cca", metrics, train_seconds=seconds)
-    full = cca.embed(split.full_graph())
-    result.embeddings = full
-    if home is not None:
-        meta = GraphMeta.from_data(split.graph("val"))
-        calibration = _calibrate(embedder, split)
-        trained = TrainResult(0, -1.0, seconds=seconds, mode="closed-form")
-        _save(
-            result,
-            home,
-            split,
-            uids,
-            meta,
-            config,
-            options,
-            trained,
-            full,
-            embedder,
-            cca.state_dict(),
-            calibration=calibration,
-        )
-    return result
-
-
-def _calibrate(embedder: Embedder, split: LinkSplit) -> list[float]:
-    """Logistic fit of cosine to link/no-link on validation edges: cosine -> probability."""
-    z = embedder.embed(split.graph("val"))
-    pos, neg = [], []
-    for edge_type, held in split.val.items():
-        p, n = held_out_scores(embedder, z, edge_type, held)
-        pos.append(p)
-        neg.append(n.ravel())
-    x = np.concatenate(pos + neg)[:, None]
-    y = np.concatenate([np.ones(sum(len(p) for p in pos)), np.zeros(sum(len(n) for n in neg))])
-    fit = LogisticRegression(class_weight="balanced").fit(x, y)
-    return [float(fit.coef_[0, 0]), float(fit.intercept_[0])]
+    return _Fitted(
+        embedder, cca.state_dict(), TrainResult(0, -1.0, seconds=seconds, mode="closed-form")
+    )
 
 
 def _save(
@@ -186,12 +180,9 @@ def _save(
     meta: GraphMeta,
     config: TrainConfig,
     options: dict[str, Any],
-    trained: TrainResult,
-    full: dict[str, torch.Tensor],
-    embedder: Embedder,
-    weights: dict[str, Any],
-    calibration: list[float] | None = None,
+    fitted: _Fitted,
 ) -> None:
+    embedder, trained, full = fitted.embedder, fitted.trained, result.embeddings
     raw_spaces: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {
         "fused": {t: (z.numpy(), np.arange(z.size(0))) for t, z in full.items()}
     }
@@ -232,7 +223,7 @@ def _save(
             "split": split.describe(),
             "mode": trained.mode,
             "best_epoch": trained.best_epoch,
-            **({"calibration": calibration} if calibration else {}),
+            "calibration": embedder.calibration.to_list() if embedder.calibration else None,
         },
         metrics=result.metrics,
         uids=uids,
@@ -240,7 +231,7 @@ def _save(
         target_edge_types=split.target_edge_types,
         raw={t: z.numpy() for t, z in full.items()},
         spaces=spaces,
-        weights=weights,
+        weights=fitted.weights,
         history=trained.history,
         centers=centers,
     )
@@ -327,11 +318,15 @@ def compare_models(
     """Train and evaluate ``models`` on ``split`` (reusing a saved run made on the very same
     split and settings), plus the anchor rows: ``features`` (the raw encoders' cosine,
     :func:`feature_embeddings`) unless turned off, and FastRP when ``fastrp`` (test-graph edges
-    as uid pairs -> embeddings per node type) is given."""
+    as uid pairs -> embeddings per node type) is given.
+
+    A model that does not apply to this graph (CCA without nodes carrying text and image, say)
+    gets a row with its ``reason`` and no metrics; the others' rows and runs are kept."""
     config = train_config or TrainConfig()
     described = split.describe()
     comparison = Comparison({"split": described, "models": {}})
-    saved = _saved_runs(home, described, config) if home is not None else {}
+    meta = GraphMeta.from_data(split.graph("val"))
+    saved = _saved_runs(home, described, config, meta) if home is not None else {}
     for name in models_to_run(models):
         run = saved.get(name)
         if run is not None:
@@ -340,14 +335,23 @@ def compare_models(
             embeddings = {t: torch.from_numpy(v) for t, v in run.raw_embeddings().items()}
             comparison.run_ids[name] = run.run_id
         else:
-            result = run_experiment(
-                model=name,
-                split=split,
-                uids=uids,
-                train_config=config,
-                home=home,
-                progress=(lambda e, row, name=name: progress(name, e, row)) if progress else None,
-            )
+            try:
+                result = run_experiment(
+                    model=name,
+                    split=split,
+                    uids=uids,
+                    train_config=config,
+                    home=home,
+                    progress=(
+                        (lambda e, row, name=name: progress(name, e, row)) if progress else None
+                    ),
+                )
+            except MmgraphError as e:
+                log.warning("%s does not apply to this graph: %s", name, e)
+                comparison.table["models"][name] = dict.fromkeys(REPORT_METRICS) | {
+                    "reason": str(e)
+                }
+                continue
             metrics, history, embeddings = result.metrics, result.history, result.embeddings
             if result.run_id:
                 comparison.run_ids[name] = result.run_id
@@ -383,15 +387,17 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def _saved_runs(home: Path, described: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
+def _saved_runs(
+    home: Path, described: dict[str, Any], config: TrainConfig, meta: GraphMeta
+) -> dict[str, Any]:
     """The newest saved run per model made on this split, with these training settings, the
-    model's default options and this code (:func:`code_version`)."""
+    model's default options on this graph and this code (:func:`code_version`)."""
     found: dict[str, Any] = {}
     wanted = json.loads(json.dumps({"split": described, "train": config.to_dict()}))
     for run in list_runs(home):
         if run.model in found:
             continue
-        options = json.loads(json.dumps(DEFAULT_OPTIONS.get(run.model, {})))
+        options = json.loads(json.dumps(default_options(run.model, meta)))
         if (
             run.config.get("split") == wanted["split"]
             and run.config.get("train") == wanted["train"]

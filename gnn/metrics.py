@@ -156,6 +156,47 @@ def retrieval_recall(
     return {**_within(ranks, ks, prefix="recall"), "median_rank": float(np.median(ranks))}
 
 
+def reliability(
+    probabilities: ArrayLike, labels: ArrayLike, bins: int = 10
+) -> list[tuple[float, float, int]]:
+    """The reliability diagram of predicted probabilities against outcomes: for each of ``bins``
+    equal-width bins of ``[0, 1]`` that holds a prediction, ``(mean predicted probability,
+    observed rate of positives, count)``.
+
+    Args:
+        probabilities (Tensor or ndarray): predicted probabilities in ``[0, 1]``, any shape.
+        labels (Tensor or ndarray): 1 for a true link, 0 for a negative, same size.
+        bins (int, optional): how many bins. (default: ``10``)
+    """
+    p = _array(probabilities, "probabilities").ravel()
+    y = _array(labels, "labels").ravel()
+    if p.shape != y.shape:
+        raise MetricInputError(f"probabilities and labels differ in size: {p.size}, {y.size}")
+    if bins < 1:
+        raise MetricInputError(f"bins must be at least 1, got {bins}")
+    if p.size and (p.min() < 0.0 or p.max() > 1.0):
+        raise MetricInputError("probabilities must lie in [0, 1]")
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    out = []
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            out.append((float(p[members].mean()), float(y[members].mean()), int(members.sum())))
+    return out
+
+
+def expected_calibration_error(
+    probabilities: ArrayLike, labels: ArrayLike, bins: int = 10
+) -> float:
+    """The expected calibration error: the count-weighted mean gap between each bin's mean
+    predicted probability and its observed rate of positives (:func:`reliability`)."""
+    rows = reliability(probabilities, labels, bins)
+    total = sum(count for _, _, count in rows)
+    if not total:
+        raise MetricInputError("no predictions to calibrate")
+    return float(sum(count * abs(mean - rate) for mean, rate, count in rows) / total)
+
+
 def _realistic_ranks(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """Mean of the optimistic and pessimistic 1-based rank of each positive in its row."""
     higher = (neg > pos[:, None]).sum(axis=1)

@@ -4,7 +4,18 @@ Torch-free on purpose: the CLI lists these in its help without importing torch o
 """
 
 MODEL_NAMES = ("gcn", "mgat", "hgt", "early", "late", "hybrid", "cca")
-METRICS = ("mrr", "hits@1", "hits@3", "hits@10", "auc", "nmi", "ari", "recall@1", "recall@10")
+METRICS = (
+    "mrr",
+    "hits@1",
+    "hits@3",
+    "hits@10",
+    "auc",
+    "ece",
+    "nmi",
+    "ari",
+    "recall@1",
+    "recall@10",
+)
 # A row of the evaluation's table: the metrics and the training time.
 REPORT_METRICS = (*METRICS, "train_seconds")
 # The staleness share above which a promoted run is retrained by default.

@@ -40,6 +40,9 @@ def write_report(
     for name, metrics in table["models"].items():
         cells = [_cell(metrics.get(key)) for key in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    reasons = [(name, m["reason"]) for name, m in table["models"].items() if m.get("reason")]
+    if reasons:
+        lines += ["", *(f"- {name} does not apply: {reason}" for name, reason in reasons)]
     if histories:
         _curves(folder / "curves.png", histories)
         lines += ["", "## Training curves", "", "![curves](curves.png)"]

@@ -51,12 +51,10 @@ class TrainedNetwork:
 
 
 class ClosedFormNetwork:
-    """A closed-form CCA: projects each modality; a link's logit is the cosine of its ends,
-    scaled by the run's calibration (fitted on validation edges)."""
+    """A closed-form CCA: projects each modality; a link's score is the cosine of its ends."""
 
-    def __init__(self, run: ModelRun, cca: CCAEmbedding) -> None:
+    def __init__(self, cca: CCAEmbedding) -> None:
         self.cca = cca
-        self.calibration = np.asarray(run.config.get("calibration", [1.0, 0.0]), np.float64)
 
     def embed(self, node_type: str, modality: str, x: np.ndarray) -> np.ndarray:
         """Raw vectors of one modality projected onto the canonical directions."""
@@ -65,11 +63,10 @@ class ClosedFormNetwork:
     def logits(
         self, raw: dict[str, np.ndarray], edge_type: EdgeType, src: np.ndarray, dst: np.ndarray
     ) -> np.ndarray:
-        """The calibrated cosine of the links ``src[i] -> dst[i]``."""
+        """The cosine of the links ``src[i] -> dst[i]``."""
         a = unit(raw[edge_type[0]][src])
         b = unit(raw[edge_type[2]][dst])
-        scale, bias = self.calibration
-        return (a * b).sum(1) * scale + bias
+        return (a * b).sum(1)
 
 
 Network = TrainedNetwork | ClosedFormNetwork
@@ -79,7 +76,7 @@ def load_network(run: ModelRun) -> Network:
     """The network that made ``run``, from its weights."""
     path = str(run.path / "weights.safetensors")
     if run.model == CCAEmbedding.name:
-        return ClosedFormNetwork(run, CCAEmbedding.from_state_dict(load_numpy(path)))
+        return ClosedFormNetwork(CCAEmbedding.from_state_dict(load_numpy(path)))
     cls = MODELS.get(run.model)
     if cls is None:
         raise UnknownModelKindError(

@@ -12,6 +12,7 @@ import numpy as np
 from safetensors.numpy import load_file as load_numpy
 
 from mmgraph.core.errors import InvalidArgumentError
+from mmgraph.gnn.calibration import Calibration
 from mmgraph.gnn.models.base import GraphMeta
 from mmgraph.gnn.runs.network import Network, load_network
 from mmgraph.gnn.runs.overlay import fresh_version, merge, read_fresh
@@ -39,6 +40,7 @@ class ModelRun:
         self.spaces: tuple[str, ...] = tuple(info["spaces"])
         self.relations: tuple[EdgeType, ...] = tuple(tuple(r) for r in info["relations"])
         self.meta = GraphMeta.from_dict(info["meta"])
+        self.calibration = Calibration.from_list(self.config.get("calibration"))
         self._fresh = read_fresh(path)
         self.uids: dict[str, list[str]] = {
             t: uids + self._fresh.uids.get(t, []) for t, uids in self.trained_uids.items()
@@ -139,13 +141,14 @@ class ModelRun:
     def score_links(
         self, edge_type: Sequence[str], src_rows: np.ndarray, dst_rows: np.ndarray
     ) -> np.ndarray:
-        """Probabilities in [0, 1] that each ``(src_rows[i], dst_rows[i])`` is a link."""
+        """Probabilities in [0, 1] that each ``(src_rows[i], dst_rows[i])`` is a link: the
+        network's scores through the run's calibration (:mod:`mmgraph.gnn.calibration`)."""
         edge_type = self._check_relation(edge_type)
         raw = self.raw_embeddings()
-        logits = self.network().logits(
+        scores = self.network().logits(
             raw, edge_type, np.asarray(src_rows, np.int64), np.asarray(dst_rows, np.int64)
         )
-        return 1.0 / (1.0 + np.exp(-logits))
+        return self.calibration.probability(scores)
 
     def score_from(self, edge_type: Sequence[str], src_row: int) -> np.ndarray:
         """Probabilities of a link from ``src_row`` to every node of the destination type."""

@@ -204,3 +204,6 @@ def _metrics_table(models: dict[str, dict[str, Any]], title: str) -> None:
         ["model", *REPORT_METRICS],
         [[name, *(metrics.get(k) for k in REPORT_METRICS)] for name, metrics in models.items()],
     )
+    for name, metrics in models.items():
+        if metrics.get("reason"):
+            errors().print(f"{name} does not apply: {metrics['reason']}")

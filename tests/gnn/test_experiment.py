@@ -25,12 +25,14 @@ from mmgraph.gnn.train import TrainConfig
 N_GROUPS, PER_GROUP, TAGS_PER_GROUP = 4, 30, 8
 
 
-def _community_graph(seed: int = 0) -> tuple[HeteroData, dict[str, list[str]]]:
+def _community_graph(
+    seed: int = 0, per_group: int = PER_GROUP
+) -> tuple[HeteroData, dict[str, list[str]]]:
     """Items in 4 groups; each item is tagged with 3 of its group's tags; text and image
     features carry the group (noisily), some items lack their image."""
     g = torch.Generator().manual_seed(seed)
-    n_items, n_tags = N_GROUPS * PER_GROUP, N_GROUPS * TAGS_PER_GROUP
-    group = torch.arange(n_items) // PER_GROUP
+    n_items, n_tags = N_GROUPS * per_group, N_GROUPS * TAGS_PER_GROUP
+    group = torch.arange(n_items) // per_group
     tag_group = torch.arange(n_tags) // TAGS_PER_GROUP
     centres_t, centres_i = (
         torch.randn(N_GROUPS, 16, generator=g),
@@ -176,3 +178,22 @@ def test_evaluation_reuses_a_run_only_from_the_same_code_and_options(
     monkeypatch.setattr(experiment, "code_version", lambda: "changed")
     assert compare() != first  # the code changed: trained afresh
     assert len(list_runs(tmp_path)) == 3
+
+
+def test_link_probabilities_are_calibrated_on_held_out_edges() -> None:
+    data, uids = _community_graph(per_group=120)  # enough held-out edges to fill several bins
+    link_split = split_graph(
+        data, SplitConfig(label_relation="IN_GROUP", num_negatives=20, num_hard_negatives=5)
+    )
+    result = run_experiment(
+        model="early",
+        split=link_split,
+        uids=uids,
+        train_config=TrainConfig(epochs=25, patience=25, seed=0),
+        model_options={"hidden_channels": 32, "out_channels": 32},
+    )
+    bins = [(mean, rate) for mean, rate, count in result.metrics["reliability"] if count >= 30]
+    assert len(bins) >= 2  # the test edges and candidates fill more than one bin
+    for mean, rate in bins:
+        assert abs(mean - rate) <= 0.1, (mean, rate)
+    assert result.metrics["ece"] <= 0.1

@@ -10,7 +10,9 @@ from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.gnn.metrics import (
     MetricInputError,
     clustering_metrics,
+    expected_calibration_error,
     ranking_metrics,
+    reliability,
     retrieval_recall,
     roc_auc,
 )
@@ -128,3 +130,15 @@ def test_retrieval_refuses_mismatched_views() -> None:
         retrieval_recall(np.ones((3, 4)), np.ones((3, 5)))
     with pytest.raises(MetricInputError, match="candidates"):
         retrieval_recall(np.ones((3, 4)), np.ones(4))
+
+
+def test_reliability_bins_and_expected_calibration_error() -> None:
+    probabilities = np.array([0.05, 0.05, 0.15, 0.95, 0.95, 0.95, 0.95])
+    labels = np.array([0, 0, 1, 1, 1, 1, 0])
+    rows = reliability(probabilities, labels, bins=10)
+    assert rows == [(0.05, 0.0, 2), (0.15, 1.0, 1), (0.95, 0.75, 4)]
+    expected = (2 * 0.05 + 1 * 0.85 + 4 * 0.2) / 7
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(expected)
+    assert expected_calibration_error(np.full(4, 0.25), np.array([1, 0, 0, 0])) == 0.0
+    with pytest.raises(MetricInputError, match=r"\[0, 1\]"):
+        reliability(np.array([1.5]), np.array([1]))

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmgraph.core.config import Settings
+from mmgraph.gnn.names import MODEL_NAMES
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow
 from mmgraph.service.cli import app
 
@@ -89,6 +90,7 @@ def test_evaluate_prints_one_table_and_writes_the_report(
     assert set(table) == {"split", "models"}
     assert list(table["models"]) == ["early", "late", "features"]
     keys = {"mrr", "hits@1", "hits@3", "hits@10", "auc", "nmi", "ari", "recall@1", "recall@10"}
+    keys |= {"ece"}
     assert set(table["models"]["early"]) == keys | {"train_seconds"}
     assert table["models"]["late"]["nmi"] is None  # no label relation in this graph
     assert table["split"]["edges"]["Item/HAS_TAG/Tag"]["test"] > 0
@@ -98,3 +100,21 @@ def test_evaluate_prints_one_table_and_writes_the_report(
     again = json.loads(runner.invoke(app, [*args, "--report", str(report)]).stdout)
     assert again["models"]["early"] == table["models"]["early"]
     assert len(list((tmp_path / "home" / "models").glob("2*"))) == 2
+
+
+def test_evaluate_all_on_a_text_only_graph_prints_every_row_and_keeps_every_run(
+    env: Settings, store: GraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MMGRAPH_HOME", str(tmp_path / "home"))
+    _graph(store)  # text only: nothing carries an image
+    args = ["evaluate", "--all", "--epochs", "2", "--no-fastrp", "--json"]
+    result = runner.invoke(app, [*args, "--report", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["models"]
+    assert list(rows) == [*MODEL_NAMES, "features"]
+    refused = {name for name, row in rows.items() if row.get("reason")}
+    assert refused == {"cca"} and "text and image" in rows["cca"]["reason"]
+    assert rows["cca"]["mrr"] is None
+    assert all(rows[name]["mrr"] > 0 for name in MODEL_NAMES if name not in refused)
+    saved = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)["runs"]
+    assert sorted(r["model"] for r in saved) == sorted(set(MODEL_NAMES) - refused)
