@@ -112,7 +112,7 @@ def evaluate(embedder: Embedder, split: LinkSplit, stage: str = "test") -> dict[
     hard = np.concatenate(hard_rr)
     metrics["mrr_hard"] = float(hard.mean()) if hard.size else None
     metrics.update(_clustering(z, split))
-    metrics.update(_retrieval(embedder, split))
+    metrics.update(retrieval_metrics(embedder, split))
     return metrics
 
 
@@ -149,7 +149,9 @@ def _clustering(z: dict[str, torch.Tensor], split: LinkSplit) -> dict[str, float
     }
 
 
-def _retrieval(embedder: Embedder, split: LinkSplit) -> dict[str, float | None]:
+def retrieval_metrics(embedder: Embedder, split: LinkSplit) -> dict[str, float | None]:
+    """Text->image Recall@1/10 of the embedder's single-modality embeddings on the split's
+    retrieval nodes (``None`` where it cannot embed one modality or there are none)."""
     if embedder.embed_one is None or not split.retrieval_nodes:
         return {"recall@1": None, "recall@10": None}
     queries, candidates = [], []

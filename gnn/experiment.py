@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,14 @@ import torch_geometric
 from torch_geometric.data import HeteroData
 
 from mmgraph.core.errors import InvalidArgumentError, MmgraphError
-from mmgraph.gnn.evaluate import Embedder, cosine_score, evaluate, fit_calibration
+from mmgraph.gnn.alignment import Alignment, choose_alignment
+from mmgraph.gnn.evaluate import (
+    Embedder,
+    cosine_score,
+    evaluate,
+    fit_calibration,
+    retrieval_metrics,
+)
 from mmgraph.gnn.fusion.cca_embedding import CCAEmbedding
 from mmgraph.gnn.models import MODELS, GraphMeta, isolated_view
 from mmgraph.gnn.names import MODEL_NAMES, REPORT_METRICS
@@ -84,7 +91,14 @@ def run_experiment(
         fitted = _train(model, meta, split, config, options, progress)
     embedder = fitted.embedder
     embedder.calibration = fit_calibration(embedder, split)
+    fitted.alignment = choose_alignment(split, embedder.embed_one, config.seed)
+    own = replace(embedder)
+    if fitted.alignment is not None:
+        embedder.embed_one = fitted.alignment.embed_one(embedder.embed_one)
     metrics = evaluate(embedder, split)
+    if fitted.alignment is not None and fitted.alignment.kind == "cca":
+        # What the model's own spaces retrieve, beside what the run serves through the CCA.
+        metrics |= {f"own_{k}": v for k, v in retrieval_metrics(own, split).items()}
     metrics["train_seconds"] = fitted.trained.seconds
     result = ExperimentResult(
         model, metrics, history=fitted.trained.history, train_seconds=fitted.trained.seconds
@@ -114,6 +128,9 @@ class _Fitted:
     embedder: Embedder
     weights: dict[str, Any]
     trained: TrainResult
+    alignment: Alignment | None = None
+    # node type -> each node's weight per modality, for a model that learns them per node
+    modality_weights: Callable[[HeteroData], dict[str, torch.Tensor] | None] = lambda graph: None
 
 
 def _train(
@@ -136,7 +153,14 @@ def _train(
         embed_one=lambda t, m, x: _embed_one(net, meta, t, m, x, device),
     )
     weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    return _Fitted(embedder, weights, trained)
+
+    @torch.no_grad()
+    def modality_weights(graph: HeteroData) -> dict[str, torch.Tensor] | None:
+        net.eval()
+        found = net.node_modality_weights(graph.to(device))
+        return None if found is None else {t: w.cpu() for t, w in found.items()}
+
+    return _Fitted(embedder, weights, trained, modality_weights=modality_weights)
 
 
 def _embed_one(
@@ -224,6 +248,9 @@ def _save(
             "mode": trained.mode,
             "best_epoch": trained.best_epoch,
             "calibration": embedder.calibration.to_list() if embedder.calibration else None,
+            "alignment": None
+            if fitted.alignment is None
+            else {"kind": fitted.alignment.kind, "choice": fitted.alignment.choice},
         },
         metrics=result.metrics,
         uids=uids,
@@ -234,6 +261,14 @@ def _save(
         weights=fitted.weights,
         history=trained.history,
         centers=centers,
+        alignment=(
+            fitted.alignment.cca.state_dict()
+            if fitted.alignment is not None and fitted.alignment.cca is not None
+            else None
+        ),
+        modality_weights={
+            t: w.numpy() for t, w in (fitted.modality_weights(split.full_graph()) or {}).items()
+        },
     )
     result.path = save_run(home, record)
     result.run_id = run_id

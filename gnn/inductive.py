@@ -9,7 +9,8 @@ node types, modalities and edge types as the run's :class:`GraphMeta` has them) 
 export, runs the model in eval mode as training's final embedding pass did (full-batch, or
 mini-batches over the run's sampled neighbourhoods when it trained that way), and keeps the rows
 of the new nodes. Closed-form runs (CCA) project the new nodes' features; no graph is needed.
-The single-modality spaces (``text``, ``image``) embed each modality alone, as queries are.
+The single-modality spaces (``text``, ``image``) embed each modality alone, as queries are
+(through the run's alignment when it has one).
 
 Existing nodes keep the embeddings they were trained with; the drift that new neighbours cause
 them, and the new nodes themselves, are what :func:`staleness` measures against what the run was
@@ -210,13 +211,10 @@ def infer_new_nodes(run: ModelRun, export: GraphExport) -> NewNodes:
             if has.any():
                 x = store[f"{space}_x"][torch.from_numpy(node_rows[has])].numpy()
                 vectors = [
-                    network.embed(node_type, space, x[i : i + BATCH])
+                    run.embed_query(node_type, space, x[i : i + BATCH], space)
                     for i in range(0, len(x), BATCH)
                 ]
-                per_type[node_type] = (
-                    centered_unit(np.concatenate(vectors), run.center(space, node_type)),
-                    np.flatnonzero(has),
-                )
+                per_type[node_type] = (np.concatenate(vectors), np.flatnonzero(has))
         if per_type:
             result.spaces[space] = per_type
     return result

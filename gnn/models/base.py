@@ -271,6 +271,11 @@ class EmbeddingModel(torch.nn.Module):
         """An extra training loss to add to the link loss (already weighted), or ``None``."""
         return None
 
+    def node_modality_weights(self, data: HeteroData) -> dict[str, Tensor] | None:
+        """Per node type ``(n, len(meta.all_modalities))``: each node's weight per modality in
+        its fused embedding, for a model that learns one per node; ``None`` otherwise."""
+        return None
+
     def reset_parameters(self) -> None:
         """Re-initialise every parameter."""
         raise NotImplementedError

@@ -244,6 +244,9 @@ class MGAT(EmbeddingModel):
         branch)."""
         return self._encode(data)[1]
 
+    def node_modality_weights(self, data: HeteroData) -> dict[str, Tensor]:
+        return self.modality_weights(data)
+
     def auxiliary_loss(self, data: HeteroData, z: Mapping[str, Tensor]) -> Tensor | None:
         """``contrastive_weight`` times the symmetric InfoNCE between single-modality views of
         at most ``contrastive_max_nodes`` nodes carrying both contrastive modalities (except

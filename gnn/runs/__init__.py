@@ -12,13 +12,12 @@ from mmgraph.gnn.runs.catalog import (
     active_run_id,
     list_runs,
     load_run,
-    models_dir,
     set_active_run,
 )
 from mmgraph.gnn.runs.network import ClosedFormNetwork, TrainedNetwork, UnknownModelKindError
 from mmgraph.gnn.runs.overlay import FreshNodes, FreshNodesError, append_nodes, fresh_version
-from mmgraph.gnn.runs.record import RunRecord, new_run_id, save_run
-from mmgraph.gnn.runs.run import ModelRun, QueryEmbeddingError
+from mmgraph.gnn.runs.record import RunRecord, models_dir, new_run_id, save_run
+from mmgraph.gnn.runs.run import ModelRun, QueryEmbeddingError, UnalignedSpaceError
 
 __all__ = [
     "ClosedFormNetwork",
@@ -30,6 +29,7 @@ __all__ = [
     "RunNotFoundError",
     "RunRecord",
     "TrainedNetwork",
+    "UnalignedSpaceError",
     "UnknownModelKindError",
     "active_run_id",
     "append_nodes",

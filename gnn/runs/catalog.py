@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from mmgraph.core.errors import FailedPreconditionError, NotFoundError
+from mmgraph.gnn.runs.record import models_dir
 from mmgraph.gnn.runs.run import ModelRun
 
 ACTIVE = "ACTIVE"
@@ -19,11 +20,6 @@ class RunNotFoundError(NotFoundError):
 
 class NoModelError(FailedPreconditionError):
     """No run is trained or promoted yet."""
-
-
-def models_dir(home: Path) -> Path:
-    """Where the runs under ``home`` live."""
-    return Path(home) / "models"
 
 
 def load_run(home: Path, run_id: str | None = None) -> ModelRun:

@@ -2,7 +2,8 @@
 
 A run directory holds ``run.json`` (id, model, time, config, split, metrics, uids, the graph's
 shape), ``weights.safetensors`` (the model's ``state_dict``, or a closed-form model's arrays),
-``embeddings.safetensors`` (per space and node type) and ``history.json`` (training curve).
+``embeddings.safetensors`` (per space and node type), ``history.json`` (training curve) and,
+when its text and image spaces are aligned by a CCA, ``alignment.safetensors``.
 Nothing is pickled: tensors go to safetensors, the rest to JSON.
 """
 
@@ -21,9 +22,14 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file as save_torch
 
 from mmgraph.gnn.models.base import GraphMeta
-from mmgraph.gnn.runs.catalog import models_dir
 
 EdgeType = tuple[str, str, str]
+ALIGNMENT = "alignment.safetensors"
+
+
+def models_dir(home: Path) -> Path:
+    """Where the runs under ``home`` live."""
+    return Path(home) / "models"
 
 
 def new_run_id(model: str) -> str:
@@ -49,6 +55,10 @@ class RunRecord:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     # space -> type -> the mean subtracted before the rows of ``spaces`` were normalised
     centers: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # the CCA that aligns text and image for the run's spaces, when it has one (its arrays)
+    alignment: dict[str, np.ndarray] | None = None
+    # node type -> (n, len(meta.all_modalities)) per-node modality weights, for models with them
+    modality_weights: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def save_run(home: Path, record: RunRecord) -> Path:
@@ -64,6 +74,8 @@ def save_run(home: Path, record: RunRecord) -> Path:
     for space, per_type in record.centers.items():
         for node_type, center in per_type.items():
             tensors[f"center/{space}/{node_type}"] = np.asarray(center, dtype=np.float32)
+    for node_type, weights in record.modality_weights.items():
+        tensors[f"modality_weights/{node_type}"] = np.asarray(weights, dtype=np.float32)
     save_numpy(tensors, str(tmp / "embeddings.safetensors"))
     if record.weights and isinstance(next(iter(record.weights.values())), torch.Tensor):
         save_torch(
@@ -71,6 +83,8 @@ def save_run(home: Path, record: RunRecord) -> Path:
         )
     else:
         save_numpy(dict(record.weights), str(tmp / "weights.safetensors"))
+    if record.alignment is not None:
+        save_numpy(dict(record.alignment), str(tmp / ALIGNMENT))
     info = {
         "run_id": record.run_id,
         "model": record.model,

@@ -11,14 +11,22 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file as load_numpy
 
-from mmgraph.core.errors import InvalidArgumentError
+from mmgraph.core.errors import FailedPreconditionError, InvalidArgumentError
+from mmgraph.gnn.alignment import MODALITIES as ALIGNED_SPACES
 from mmgraph.gnn.calibration import Calibration
+from mmgraph.gnn.fusion.cca_embedding import CCAEmbedding
 from mmgraph.gnn.models.base import GraphMeta
 from mmgraph.gnn.runs.network import Network, load_network
 from mmgraph.gnn.runs.overlay import fresh_version, merge, read_fresh
+from mmgraph.gnn.runs.record import ALIGNMENT
 from mmgraph.gnn.spaces import FUSED, centered_unit
 
 EdgeType = tuple[str, str, str]
+
+
+class UnalignedSpaceError(FailedPreconditionError):
+    """A query of one modality into the other's space of a run whose modalities are not
+    aligned."""
 
 
 class QueryEmbeddingError(InvalidArgumentError):
@@ -48,6 +56,7 @@ class ModelRun:
         self._base: dict[str, np.ndarray] | None = None
         self._tensors: dict[str, np.ndarray] | None = None
         self._network: Network | None = None
+        self._alignment: CCAEmbedding | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -107,7 +116,9 @@ class ModelRun:
         self, node_type: str, modality: str, vectors: np.ndarray, space: str = FUSED
     ) -> np.ndarray:
         """Raw encoder vectors of one modality for nodes of ``node_type`` -> ``(q, d)`` unit rows
-        comparable with :meth:`embeddings` of ``space`` (every space of a run shares one)."""
+        comparable with :meth:`embeddings` of ``space``: through the run's model for the fused
+        space, through its alignment (:mod:`mmgraph.gnn.alignment`) for ``text`` and ``image``.
+        A query into the other modality's space needs the run to be :attr:`aligned`."""
         self._check_space(space)
         dims = self.meta.modalities.get(node_type)
         if dims is None:
@@ -122,9 +133,56 @@ class ModelRun:
             raise QueryEmbeddingError(
                 f"{modality} query vectors must be (q, {dims[modality]}), got {x.shape}"
             )
-        out = self.network().embed(node_type, modality, x)
+        self.check_query_space(modality, space)
         own = modality if modality in self.spaces else FUSED
-        return centered_unit(out, self.center(own, node_type))
+        alignment = self.alignment() if space != FUSED else None
+        if alignment is not None:
+            return centered_unit(
+                alignment.transform_modality(modality, x), self.center(own, node_type)
+            )
+        return centered_unit(
+            self.network().embed(node_type, modality, x), self.center(own, node_type)
+        )
+
+    def check_query_space(self, modality: str, space: str) -> None:
+        """Refuse a query of ``modality`` into the other modality's space unless the run is
+        :attr:`aligned` (cheap: call it before encoding the query)."""
+        self._check_space(space)
+        if space in ALIGNED_SPACES and space != modality and not self.aligned:
+            raise UnalignedSpaceError(
+                f"run {self.run_id} cannot search the {space} space with a {modality} query: its "
+                "text and image are not aligned (too few nodes carry both); search its fused "
+                f"space or the {modality} space instead"
+            )
+
+    @property
+    def aligned(self) -> bool:
+        """Whether the run's text and image spaces share one geometry, so that one modality's
+        query searches the other's nodes (runs saved before alignments existed count as
+        aligned, as they were served)."""
+        return self.config.get("alignment", {}) is not None
+
+    def alignment(self) -> CCAEmbedding | None:
+        """The CCA its text and image spaces come from, when they come from one."""
+        with self._lock:
+            if self._alignment is None and (self.path / ALIGNMENT).is_file():
+                self._alignment = CCAEmbedding.from_state_dict(
+                    load_numpy(str(self.path / ALIGNMENT))
+                )
+            return self._alignment
+
+    def modality_weights(self, node_type: str, row: int) -> dict[str, float]:
+        """A node's weight per modality in its fused embedding, for a model that learns one per
+        node (MGAT); empty for other models and for nodes embedded after training."""
+        weights = self._arrays().get(f"modality_weights/{node_type}")
+        if weights is None or row >= len(weights):
+            return {}
+        present = self.meta.modalities.get(node_type, {})
+        return {
+            m: float(w)
+            for m, w in zip(self.meta.all_modalities, weights[row], strict=True)
+            if m in present
+        }
 
     def center(self, space: str, node_type: str) -> np.ndarray | float:
         """The mean subtracted from ``space``'s rows of ``node_type`` before they were

@@ -29,6 +29,9 @@ ClustersOption = Annotated[int, typer.Option(min=0, help="k-means: how many clus
 MinClusterOption = Annotated[int, typer.Option(min=0, help="HDBSCAN: smallest cluster.")]
 NeighborsOption = Annotated[int, typer.Option(min=0, help="community: kNN graph degree.")]
 SeedOption = Annotated[int, typer.Option(help="Random seed.")]
+ExplainOption = Annotated[
+    bool, typer.Option("--explain", help="Say why: shared neighbours, peers, modality weights.")
+]
 
 
 def cluster_options(

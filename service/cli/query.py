@@ -4,16 +4,17 @@ links. A failed call prints the server's message and exits with the code of its 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mmgraph.core.config import Settings
 from mmgraph.service.cli.options import (
     ClustersOption,
+    ExplainOption,
     JsonOption,
     KOption,
     MethodOption,
@@ -25,7 +26,7 @@ from mmgraph.service.cli.options import (
     TypesOption,
     cluster_options,
 )
-from mmgraph.service.cli.output import emit_json, print_table
+from mmgraph.service.cli.output import emit_json, errors, print_table
 
 if TYPE_CHECKING:
     from mmgraph.service.rpc.client import AnalyticsClient
@@ -66,6 +67,7 @@ def similar(
     types: TypesOption = None,
     space: SpaceOption = "",
     k: KOption = 10,
+    explain: ExplainOption = False,
     server: ServerOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -81,11 +83,14 @@ def similar(
             k=k,
             types=types or (),
             space=space,
+            explain=explain,
         )
     if as_json:
-        emit_json(
-            {"results": [{"uid": h.uid, "type": h.type, "score": h.score} for h in reply.hits]}
-        )
+        results = [
+            {"uid": h.uid, "type": h.type, "score": h.score} | _explanation(h, explain)
+            for h in reply.hits
+        ]
+        emit_json({"results": results})
         return
     print_table(
         f"similar ({reply.space}, model {reply.run_id})",
@@ -93,6 +98,8 @@ def similar(
         [[h.uid, h.type, h.score, h.display] for h in reply.hits],
         digits=4,
     )
+    if explain:
+        _print_explanations((h.uid, h.explanation) for h in reply.hits)
 
 
 @query_app.command("cluster")
@@ -158,14 +165,16 @@ def predict_links(
     relation: Annotated[str, typer.Option(help="Relationship type, e.g. HAS_TAG.")],
     dst_type: Annotated[str, typer.Option(help="Only targets of this type.")] = "",
     k: KOption = 10,
+    explain: ExplainOption = False,
     server: ServerOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The k most likely new links of a relation type from a node (existing ones excluded)."""
     with _client(server) as client:
-        reply = client.predict_links(uid, relation, k=k, dst_type=dst_type)
+        reply = client.predict_links(uid, relation, k=k, dst_type=dst_type, explain=explain)
     rows = [
         {"src": x.src, "dst": x.dst, "type": x.dst_type, "probability": x.probability}
+        | _explanation(x, explain)
         for x in reply.links
     ]
     if as_json:
@@ -177,6 +186,38 @@ def predict_links(
         [[x.dst, x.dst_type, x.probability, x.display] for x in reply.links],
         digits=4,
     )
+    if explain:
+        _print_explanations((x.dst, x.explanation) for x in reply.links)
+
+
+def _explanation(answer: Any, explain: bool) -> dict[str, Any]:
+    """``{"explanation": {...}}`` of a hit or link message when asked, else ``{}``."""
+    if not explain:
+        return {}
+    why = answer.explanation
+    return {
+        "explanation": {
+            "shared": [
+                {"relation": s.relation, "count": s.count, "uids": list(s.uids)} for s in why.shared
+            ],
+            "query_modality_weights": dict(why.query_modality_weights),
+            "hit_modality_weights": dict(why.hit_modality_weights),
+            "peers": [{"uid": p.uid, "shared": p.shared} for p in why.peers],
+        }
+    }
+
+
+def _print_explanations(answers: Iterable[tuple[str, Any]]) -> None:
+    """One line per answer: what it shares with the query, its peers, the modality weights."""
+    console = errors()
+    for uid, why in answers:
+        parts = [f"{s.relation}: {s.count} shared ({', '.join(s.uids[:3])})" for s in why.shared]
+        if why.peers:
+            parts.append("peers " + ", ".join(f"{p.uid} ({p.shared})" for p in why.peers))
+        if why.hit_modality_weights:
+            weights = ", ".join(f"{m} {w:.2f}" for m, w in why.hit_modality_weights.items())
+            parts.append(f"modality weights {weights}")
+        console.print(f"{uid}: {'; '.join(parts) or 'nothing shared in the graph'}")
 
 
 @query_app.command("score-links")

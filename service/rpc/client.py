@@ -88,12 +88,14 @@ class AnalyticsClient:
         k: int = 10,
         types: Sequence[str] = (),
         space: str = "",
+        explain: bool = False,
         timeout: float | None = None,
     ) -> pb.SimilarResponse:
-        """The k nodes nearest to a node uid, a text or image bytes (give exactly one)."""
+        """The k nodes nearest to a node uid, a text or image bytes (give exactly one); with
+        ``explain``, why each was found."""
         if sum(x is not None for x in (uid, text, image)) != 1:
             raise InvalidArgumentError("give exactly one of uid, text or image")
-        request = pb.SimilarRequest(k=k, types=list(types), space=space)
+        request = pb.SimilarRequest(k=k, types=list(types), space=space, explain=explain)
         if uid is not None:
             request.uid = uid
         elif text is not None:
@@ -133,10 +135,14 @@ class AnalyticsClient:
         *,
         k: int = 10,
         dst_type: str = "",
+        explain: bool = False,
         timeout: float | None = None,
     ) -> pb.PredictLinksResponse:
-        """The k most likely new ``relation`` links from ``uid``."""
-        request = pb.PredictLinksRequest(uid=uid, relation=relation, k=k, dst_type=dst_type)
+        """The k most likely new ``relation`` links from ``uid``; with ``explain``, why each
+        was predicted."""
+        request = pb.PredictLinksRequest(
+            uid=uid, relation=relation, k=k, dst_type=dst_type, explain=explain
+        )
         return self.stub.PredictLinks(request, **self._kw(timeout))
 
     def score_links(

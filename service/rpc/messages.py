@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from mmgraph.gnn.alignment import MODALITIES as ALIGNED_SPACES
 from mmgraph.gnn.runs import ModelRun
 from mmgraph.ingest.quarantine import Refusal
 from mmgraph.ingest.readers import RawRecord
 from mmgraph.ingest.records import Location, RecordError
 from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2 as pb
 from mmgraph.service.serving.clustering import Clustering
+from mmgraph.service.serving.explain import Explanation
 from mmgraph.service.serving.links import Link
 from mmgraph.service.serving.similar import Hit
 
@@ -66,9 +68,28 @@ def _value(value: pb.Value) -> Any:
     return None if kind is None else getattr(value, kind)
 
 
-def hit_message(hit: Hit) -> pb.Hit:
-    """A node found, as the ``Hit`` message."""
-    return pb.Hit(uid=hit.uid, type=hit.type, score=hit.score, display=hit.display)
+def hit_message(hit: Hit, explanation: Explanation | None = None) -> pb.Hit:
+    """A node found (and why, when asked), as the ``Hit`` message."""
+    return pb.Hit(
+        uid=hit.uid,
+        type=hit.type,
+        score=hit.score,
+        display=hit.display,
+        explanation=explanation_message(explanation) if explanation else None,
+    )
+
+
+def explanation_message(explanation: Explanation) -> pb.Explanation:
+    """Why an answer came back, as the ``Explanation`` message."""
+    return pb.Explanation(
+        shared=[
+            pb.SharedNeighbors(relation=s.relation, count=s.count, uids=s.uids)
+            for s in explanation.shared
+        ],
+        query_modality_weights=explanation.query_weights,
+        hit_modality_weights=explanation.hit_weights,
+        peers=[pb.Peer(uid=uid, shared=n) for uid, n in explanation.peers],
+    )
 
 
 def clustering_message(result: Clustering, run_id: str) -> pb.ClusterResponse:
@@ -92,14 +113,15 @@ def clustering_message(result: Clustering, run_id: str) -> pb.ClusterResponse:
     )
 
 
-def link_message(link: Link) -> pb.Link:
-    """A predicted link, as the ``Link`` message."""
+def link_message(link: Link, explanation: Explanation | None = None) -> pb.Link:
+    """A predicted link (and why, when asked), as the ``Link`` message."""
     return pb.Link(
         src=link.src,
         dst=link.dst,
         dst_type=link.dst_type,
         probability=link.probability,
         display=link.display,
+        explanation=explanation_message(explanation) if explanation else None,
     )
 
 
@@ -112,6 +134,9 @@ def refusal_message(refusal: Refusal) -> pb.QuarantinedRecord:
 
 def model_info(run: ModelRun, serving: bool, promoted: bool) -> pb.ModelInfo:
     """A run as the ``ModelInfo`` message."""
+    aligned = (
+        sorted(ALIGNED_SPACES) if run.aligned and set(ALIGNED_SPACES) <= set(run.spaces) else []
+    )
     return pb.ModelInfo(
         run_id=run.run_id,
         model=run.model,
@@ -122,4 +147,5 @@ def model_info(run: ModelRun, serving: bool, promoted: bool) -> pb.ModelInfo:
         serving=serving,
         promoted=promoted,
         nodes={t: len(u) for t, u in run.uids.items()},
+        aligned_spaces=aligned,
     )

@@ -19,6 +19,7 @@ from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2 as pb
 from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2_grpc as pb_grpc
 from mmgraph.service.serving.clustering import cluster
 from mmgraph.service.serving.deadline import Deadline
+from mmgraph.service.serving.explain import Explanation, explain_links, explain_pairs
 from mmgraph.service.serving.links import predict_links, score_links
 from mmgraph.service.serving.options import ClusterOptions
 from mmgraph.service.serving.query_encoder import QueryEncoder
@@ -77,8 +78,13 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
             hits = similar_to_query(model, self.queries, kind, value, **args)
         else:
             raise InvalidArgumentError("set one of uid, text or image as the query")
+        why: list[Explanation | None] = [None] * len(hits)
+        if request.explain:
+            args["deadline"].check("explaining the hits")
+            source = request.uid if kind == "uid" else None
+            why = explain_pairs(model, self.registry.store, source, [h.uid for h in hits])
         return pb.SimilarResponse(
-            hits=[messages.hit_message(h) for h in hits],
+            hits=[messages.hit_message(h, w) for h, w in zip(hits, why, strict=True)],
             run_id=model.run_id,
             space=model.space(request.space),
         )
@@ -112,6 +118,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
         self, request: pb.PredictLinksRequest, context: grpc.ServicerContext
     ) -> pb.PredictLinksResponse:
         model = self.registry.require()
+        deadline = _deadline(context)
         links = predict_links(
             model,
             self.registry.store,
@@ -119,10 +126,17 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
             request.relation,
             k=request.k,
             dst_type=request.dst_type,
-            deadline=_deadline(context),
+            deadline=deadline,
         )
+        why: list[Explanation | None] = [None] * len(links)
+        if request.explain:
+            deadline.check("explaining the links")
+            why = explain_links(
+                model, self.registry.store, request.uid, request.relation, [x.dst for x in links]
+            )
         return pb.PredictLinksResponse(
-            links=[messages.link_message(x) for x in links], run_id=model.run_id
+            links=[messages.link_message(x, w) for x, w in zip(links, why, strict=True)],
+            run_id=model.run_id,
         )
 
     def ScoreLinks(

@@ -112,6 +112,7 @@ def similar_to_query(
     the encoder runs, then the query's vector is searched as :func:`similar_to_vector` does."""
     check_k(k)
     model.types(model.space(space), tuple(types))
+    model.run.check_query_space(modality, model.space(space))
     deadline.check("encoding the query")
     vector = encoder.encode(modality, value)
     return similar_to_vector(model, modality, vector, k, types, space, deadline)

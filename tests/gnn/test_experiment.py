@@ -197,3 +197,42 @@ def test_link_probabilities_are_calibrated_on_held_out_edges() -> None:
     for mean, rate in bins:
         assert abs(mean - rate) <= 0.1, (mean, rate)
     assert result.metrics["ece"] <= 0.1
+
+
+def test_every_run_aligns_text_with_images_whichever_model(tmp_path: Path) -> None:
+    data, uids = _community_graph(per_group=120)  # 384 items with text and image
+    link_split = split_graph(data, SplitConfig(label_relation="IN_GROUP"))
+    result = run_experiment(
+        model="late",  # its text and image blocks never meet: alone, it retrieves nothing
+        split=link_split,
+        uids=uids,
+        train_config=TrainConfig(epochs=5, patience=5, seed=0),
+        model_options={"hidden_channels": 32, "out_channels": 32},
+        home=tmp_path,
+    )
+    run = load_run(tmp_path, result.run_id)
+    assert run.config["alignment"]["kind"] == "cca" and run.aligned
+    nodes = link_split.retrieval_nodes["Item"]
+    chance = 10 / len(nodes)  # Recall@10 of a random ranking
+    assert result.metrics["recall@10"] >= 1.8 * chance > result.metrics["own_recall@10"]
+    text = run.embed_query("Item", "text", data["Item"].text_x[nodes].numpy(), "image")
+    rows = run.space_rows("image")["Item"]
+    images = run.embeddings("image")["Item"][np.searchsorted(rows, nodes.numpy())]
+    assert (np.argmax(text @ images.T, axis=1) == np.arange(len(nodes))).mean() > 0.05
+
+
+def test_mgat_keeps_each_nodes_modality_weights(split, tmp_path: Path) -> None:
+    link_split, uids = split
+    result = run_experiment(
+        model="mgat",
+        split=link_split,
+        uids=uids,
+        train_config=TrainConfig(epochs=2, patience=2),
+        model_options={"hidden_channels": 16, "out_channels": 16},
+        home=tmp_path,
+    )
+    run = load_run(tmp_path, result.run_id)
+    both = run.modality_weights("Item", 1)  # item 1 has text and image
+    assert set(both) == {"image", "text"} and sum(both.values()) == pytest.approx(1.0)
+    assert run.modality_weights("Item", 0) == {"image": 0.0, "text": 1.0}  # no image
+    assert load_run(tmp_path, result.run_id).modality_weights("Tag", 0) == {"text": 1.0}

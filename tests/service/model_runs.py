@@ -59,7 +59,7 @@ def _cca_state(rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
-def save_run(home: Path, run_id: str, seed: int, created: str) -> str:
+def save_run(home: Path, run_id: str, seed: int, created: str, aligned: bool = True) -> str:
     """Save a real (model "cca") run whose fused space puts faces near each other and animals
     near each other (the seed moves each node a little), with a text space and an image space
     (no image for e:fox, none for tags); links score ``sigmoid(4 * cosine)``."""
@@ -82,7 +82,12 @@ def save_run(home: Path, run_id: str, seed: int, created: str) -> str:
     record = RunRecord(
         run_id=run_id,
         model="cca",
-        config={"calibration": [4.0, 0.0], "seed": seed, "model_options": {"n_components": DIM}},
+        config={
+            "calibration": [4.0, 0.0],
+            "seed": seed,
+            "model_options": {"n_components": DIM},
+            "alignment": {"kind": "own"} if aligned else None,
+        },
         metrics={"mrr": 0.5},
         uids=uids,
         meta=META,

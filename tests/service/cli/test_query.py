@@ -70,3 +70,42 @@ def test_query_errors_exit_with_their_status_code(app: typer.Typer, target: str)
     assert bad.exit_code == 2 and "INVALID_ARGUMENT" in bad.output
     down = runner.invoke(app, ["query", "similar", "e:grin", "--server", "127.0.0.1:1"])
     assert down.exit_code == 75 and "UNAVAILABLE" in down.output
+
+
+def test_explain_adds_why_to_each_answer(app: typer.Typer, target: str) -> None:
+    similar = _json(
+        app,
+        "query",
+        "similar",
+        "e:grin",
+        "--k",
+        "1",
+        "--type",
+        "Emoji",
+        "--explain",
+        "--server",
+        target,
+    )
+    (hit,) = similar["results"]
+    assert hit["uid"] == "e:smile"
+    assert hit["explanation"]["shared"] == [{"relation": "HAS_TAG", "count": 1, "uids": ["t:face"]}]
+    links = _json(
+        app,
+        "query",
+        "predict-links",
+        "e:grin",
+        "--relation",
+        "HAS_TAG",
+        "--explain",
+        "--server",
+        target,
+    )
+    assert set(links["results"][0]["explanation"]) == {
+        "shared",
+        "query_modality_weights",
+        "hit_modality_weights",
+        "peers",
+    }
+    args = ["query", "similar", "e:grin", "--k", "1", "--type", "Emoji", "--explain"]
+    table = runner.invoke(app, [*args, "--server", target])
+    assert table.exit_code == 0 and "HAS_TAG: 1 shared (t:face)" in table.output

@@ -17,7 +17,7 @@ from PIL import Image
 
 from mmgraph.core.config import Settings
 from mmgraph.gnn.runs import load_run
-from mmgraph.graph.store import GraphStore
+from mmgraph.graph.store import GraphStore, RelRow
 from mmgraph.service.rpc import codegen
 from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2 as pb
 from mmgraph.service.serving.options import ClusterOptions
@@ -82,6 +82,42 @@ def test_similar_by_text_in_the_image_space_returns_only_nodes_with_images(serve
     uids = [h.uid for h in reply.hits]
     assert sorted(uids) == sorted(u for u in EMOJI if u != "e:fox")
     assert reply.space == "image"
+
+
+def test_a_run_that_cannot_align_refuses_cross_modal_search(
+    home: Settings, graph: GraphStore, serve
+) -> None:
+    save_run(home.home, "plain", seed=1, created="2026-11-25T10:00:00Z", aligned=False)
+    save_run(home.home, "aligned", seed=2, created="2026-11-25T11:00:00Z")
+    registry = Registry(home.home, graph)
+    registry.use("plain")
+    _, client = serve(home, registry)
+    info = {m.run_id: list(m.aligned_spaces) for m in client.list_models()}
+    assert info == {"plain": [], "aligned": ["image", "text"]}
+    with pytest.raises(grpc.RpcError) as refused:
+        client.similar(text="a laughing face", types=["Emoji"], space="image")
+    assert refused.value.code() == C.FAILED_PRECONDITION
+    assert "not aligned" in refused.value.details()
+    assert _code(client.similar, image=_png(), space="text") == C.FAILED_PRECONDITION
+    # Within one modality's own space, and in the fused space, it still answers.
+    assert client.similar(text="a laughing face", types=["Emoji"], space="text", k=2).hits
+    assert client.similar(text="a laughing face", types=["Emoji"], k=2).hits
+    client.use_model("aligned")
+    assert client.similar(text="a laughing face", types=["Emoji"], space="image", k=2).hits
+
+
+def test_answers_explain_themselves_on_request(served, graph: GraphStore) -> None:
+    graph.write_batch([], [RelRow("e:smile", "t:animal", "HAS_TAG")], "test")
+    (hit,) = served.similar("e:grin", k=1, types=["Emoji"], explain=True).hits
+    assert hit.uid == "e:smile"  # it shares t:face with e:grin
+    assert [(s.relation, s.count, list(s.uids)) for s in hit.explanation.shared] == [
+        ("HAS_TAG", 1, ["t:face"])
+    ]
+    assert not served.similar("e:grin", k=1, types=["Emoji"]).hits[0].HasField("explanation")
+    links = served.predict_links("e:grin", "HAS_TAG", k=1, explain=True).links
+    assert [x.dst for x in links] == ["t:animal"]
+    # e:smile has the predicted link and shares t:face with e:grin.
+    assert [(p.uid, p.shared) for p in links[0].explanation.peers] == [("e:smile", 1)]
 
 
 def test_similar_by_image_skips_types_without_images(served) -> None:
