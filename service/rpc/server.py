@@ -38,10 +38,12 @@ STOP_GRACE_SECONDS = 10.0
 
 @dataclass
 class Server:
-    """A started server: the grpc server, its health servicer and the port it listens on."""
+    """A started server: the grpc server, its health servicer, the Analytics servicer and the
+    port it listens on."""
 
     grpc_server: grpc.Server
     health: health.HealthServicer
+    analytics: AnalyticsServicer
     port: int
 
     def stop(self, grace: float | None = STOP_GRACE_SECONDS) -> None:
@@ -49,6 +51,7 @@ class Server:
         seconds, and return when the server has stopped."""
         self.health.enter_graceful_shutdown()
         self.grpc_server.stop(grace).wait()
+        self.analytics.close()
 
     def wait(self) -> None:
         self.grpc_server.wait_for_termination()
@@ -76,7 +79,8 @@ def create_server(
         interceptors=interceptors,
         options=options,
     )
-    pb_grpc.add_AnalyticsServicer_to_server(AnalyticsServicer(settings, registry), server)
+    analytics = AnalyticsServicer(settings, registry)
+    pb_grpc.add_AnalyticsServicer_to_server(analytics, server)
     health_servicer = add_health(server)
     reflection.enable_server_reflection(
         (
@@ -102,7 +106,7 @@ def create_server(
         raise ListenError(f"cannot listen on {address} (is the port taken?)")
     server.start()
     log.info("serving %s on port %d (tls %s)", SERVICE_NAME, port, bool(settings.tls_cert))
-    return Server(server, health_servicer, port), port
+    return Server(server, health_servicer, analytics, port), port
 
 
 def add_health(server: grpc.Server) -> health.HealthServicer:

@@ -48,7 +48,9 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
         settings: quarantine folder, image pixel limit, text encoder kind and device.
         registry: the active model (read once per call) and the store.
         encoders: the encoders of queries and ``Ingest`` (default: the settings'), loaded on
-            first use and shared by both.
+            first use and shared by both; their forward passes run on one thread
+            (:class:`~mmgraph.service.serving.query_encoder.QueryEncoder`), queries that arrive
+            together in one batch.
     """
 
     def __init__(
@@ -58,6 +60,10 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
         self.registry = registry
         self.encoders = encoders or Encoders.from_settings(settings)
         self.queries = QueryEncoder(self.encoders)
+
+    def close(self) -> None:
+        """Stop the encoder thread (after the server stopped taking calls)."""
+        self.queries.close()
 
     def Similar(
         self, request: pb.SimilarRequest, context: grpc.ServicerContext
@@ -143,7 +149,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
             self.registry.store,
             messages.raw_records(request_iterator, source),
             source,
-            self.encoders,
+            self.queries.ingest_encoders(),
             on_refusal=refused.append,
         )
         return pb.IngestResponse(

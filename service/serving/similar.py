@@ -113,7 +113,7 @@ def similar_to_query(
     check_k(k)
     model.types(model.space(space), tuple(types))
     deadline.check("encoding the query")
-    vector = encoder.encode(modality, value)
+    vector = encoder.encode(modality, value, deadline)
     return similar_to_vector(model, modality, vector, k, types, space, deadline)
 
 
