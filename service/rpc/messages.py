@@ -71,6 +71,16 @@ def hit_message(hit: Hit) -> pb.Hit:
     return pb.Hit(uid=hit.uid, type=hit.type, score=hit.score, display=hit.display)
 
 
+def similar_message(hits: list[Hit], run_id: str, space: str) -> pb.SimilarResponse:
+    """The nodes found, as the ``SimilarResponse``. Each hit is made in place in the reply: a
+    ``Hit`` made apart and then copied in cost 4x as much (a tenth of a uid query)."""
+    reply = pb.SimilarResponse(run_id=run_id, space=space)
+    add = reply.hits.add
+    for hit in hits:
+        add(uid=hit.uid, type=hit.type, score=hit.score, display=hit.display)
+    return reply
+
+
 def clustering_message(result: Clustering, run_id: str) -> pb.ClusterResponse:
     """Each node's cluster and a summary per cluster, as the ``ClusterResponse``."""
     return pb.ClusterResponse(

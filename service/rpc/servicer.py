@@ -83,11 +83,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
             hits = similar_to_query(model, self.queries, kind, value, **args)
         else:
             raise InvalidArgumentError("set one of uid, text or image as the query")
-        return pb.SimilarResponse(
-            hits=[messages.hit_message(h) for h in hits],
-            run_id=model.run_id,
-            space=model.space(request.space),
-        )
+        return messages.similar_message(hits, model.run_id, model.space(request.space))
 
     def Cluster(
         self, request: pb.ClusterRequest, context: grpc.ServicerContext

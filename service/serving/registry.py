@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from mmgraph.service.serving.index import VectorIndex
 log = logging.getLogger(__name__)
 
 DISPLAY_LENGTH = 80
+SPANNING_MOST = 100_000  # vectors: an exact search over as many takes ~2.4 ms (DESIGN §7)
 DEFAULT_SPACE = "fused"
 FRESH_POLL_SECONDS = 1.0
 
@@ -66,8 +68,59 @@ class TypeIndex:
     positions: np.ndarray
 
 
+@dataclass(frozen=True)
+class SpaceIndex:
+    """Every node type's vectors of one space in one exact index, so that a search over all
+    types is one search instead of one per type (each costs a call's worth of overhead: a uid
+    query over the four types of the emoji graph spent more on them than on the scan).
+
+    Type ``types[i]``'s index rows come at ``starts[i]`` onwards, in their :class:`TypeIndex`
+    order; ``starts`` ends with the total.
+    """
+
+    index: VectorIndex
+    types: tuple[str, ...]
+    starts: tuple[int, ...]
+
+    @classmethod
+    def build(cls, entries: dict[str, TypeIndex]) -> SpaceIndex:
+        """One exact index over ``entries``' vectors, in their order."""
+        vectors = np.concatenate([entry.vectors for entry in entries.values()])
+        starts = np.cumsum([0, *(len(entry.rows) for entry in entries.values())])
+        return cls(
+            VectorIndex.build(vectors, exact_below=len(vectors) + 1),
+            tuple(entries),
+            tuple(starts.tolist()),
+        )
+
+    def locate(self, position: int) -> tuple[int, int]:
+        """The type (its number in ``types``) and the position in that type's index of index
+        row ``position``."""
+        i = bisect_right(self.starts, position) - 1
+        return i, position - self.starts[i]
+
+
+def spanning_indexes(
+    indexes: dict[tuple[str, str], TypeIndex], most: int = SPANNING_MOST
+) -> dict[str, SpaceIndex]:
+    """A :class:`SpaceIndex` for each space of several types whose indexes are all exact and
+    hold ``most`` vectors or fewer in all; the answers are the same as the types' own searches
+    merged (the scores are the same sums), so larger, approximate spaces keep those."""
+    spaces: dict[str, dict[str, TypeIndex]] = {}
+    for (space, node_type), entry in indexes.items():
+        spaces.setdefault(space, {})[node_type] = entry
+    return {
+        space: SpaceIndex.build(entries)
+        for space, entries in spaces.items()
+        if len(entries) > 1
+        and all(e.index.exact for e in entries.values())
+        and sum(len(e.rows) for e in entries.values()) <= most
+    }
+
+
 class ActiveModel:
-    """A loaded run: its indexes per (space, node type), uid lookup and display texts."""
+    """A loaded run: its indexes per (space, node type) and across the types of small spaces
+    (:attr:`spanning`), uid lookup and display texts."""
 
     def __init__(
         self,
@@ -78,6 +131,7 @@ class ActiveModel:
     ) -> None:
         self.run = run
         self.indexes = indexes
+        self.spanning = spanning_indexes(indexes)
         self.display = display
         self.store = store
         self.nodes: dict[str, tuple[str, int]] = {
