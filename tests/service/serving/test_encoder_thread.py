@@ -15,7 +15,7 @@ from mmgraph.service.serving.encoder_thread import EncoderStoppedError, EncoderT
 
 @pytest.fixture
 def thread() -> Iterator[EncoderThread]:
-    worker = EncoderThread(max_batch=4, max_wait=0.0)
+    worker = EncoderThread(max_wait=0.0)
     yield worker
     worker.close()
 
@@ -48,7 +48,7 @@ def test_what_queues_behind_a_busy_thread_runs_as_batches_of_at_most_max_batch(
         return _double(values)
 
     release, holder = _hold(thread)
-    futures = [thread.submit("x", run, float(i)) for i in range(6)]
+    futures = [thread.submit("x", run, float(i), max_batch=4) for i in range(6)]
     release.set()
     holder.join()
     assert [f.result().tolist() for f in futures] == [[[2.0 * i]] for i in range(6)]
@@ -113,9 +113,15 @@ def test_a_job_returns_its_result_and_raises_its_error(thread: EncoderThread) ->
         thread.call(lambda: 1 / 0)
 
 
-def test_a_closed_thread_refuses_work() -> None:
+def test_closing_runs_what_is_queued_then_refuses_work() -> None:
     worker = EncoderThread()
-    assert worker.call(lambda: 1) == 1
-    worker.close()
+    release, holder = _hold(worker)
+    queued = worker.submit("x", _double, 1.0)
+    closing = threading.Thread(target=worker.close)
+    closing.start()
+    release.set()
+    holder.join()
+    closing.join()
+    assert queued.result()[0, 0] == 2.0
     with pytest.raises(EncoderStoppedError):
         worker.submit("x", _double, 1.0)
