@@ -16,9 +16,11 @@ from grpc_reflection.v1alpha import reflection
 from mmgraph.core.config import Settings
 from mmgraph.core.errors import FailedPreconditionError, UnavailableError
 from mmgraph.graph.connection import open_store
+from mmgraph.graph.store import GraphStore
 from mmgraph.service.rpc.interceptors import ErrorInterceptor, TokenInterceptor
 from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2_grpc as pb_grpc
 from mmgraph.service.rpc.servicer import SERVICE_NAME, AnalyticsServicer
+from mmgraph.service.serving.encoder_thread import set_forward_threads
 from mmgraph.service.serving.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -58,12 +60,17 @@ class Server:
 
 
 def create_server(
-    settings: Settings, registry: Registry, address: str = "127.0.0.1:0"
+    settings: Settings,
+    registry: Registry,
+    address: str = "127.0.0.1:0",
+    shared_port: bool = False,
 ) -> tuple[Server, int]:
     """Build and start a server on ``address`` (port 0: any free port); return it and its port.
 
     TLS is on when ``settings.tls_cert`` and ``settings.tls_key`` are set; every call but health
-    and reflection must carry ``settings.token`` when it is set.
+    and reflection must carry ``settings.token`` when it is set. A port already taken is an
+    error, unless ``shared_port``: then the kernel shares the port's connections out between
+    the processes listening on it (``SO_REUSEPORT``).
     """
     # The error interceptor first: it sees the token check's refusals too.
     interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(SERVICE_NAME)]
@@ -72,7 +79,7 @@ def create_server(
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(shared_port)),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="mmgraph-grpc"),
@@ -118,27 +125,44 @@ def add_health(server: grpc.Server) -> health.HealthServicer:
     return servicer
 
 
-def serve(settings: Settings, port: int | None = None) -> None:
+def serve(settings: Settings, port: int | None = None, workers: int = 1) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully: open the graph (schema set up once,
-    here), load the promoted model if there is one, listen on ``grpc_host:port``."""
+    here), load the promoted model if there is one, listen on ``grpc_host:port``. With
+    ``workers`` above 1, that many processes share the port (:mod:`.workers`)."""
+    if workers > 1:
+        from mmgraph.service.rpc.workers import serve_processes
+
+        serve_processes(settings, port, workers)
+        return
     with open_store(settings) as store:
         store.setup_schema()
-        registry = Registry(settings.home, store)
-        model = registry.use_promoted()
-        if model is None:
-            log.warning("no promoted model: similarity, clustering and link calls will fail")
-        address = f"{settings.grpc_host}:{settings.grpc_port if port is None else port}"
-        server, bound = create_server(settings, registry, address)
-        stopping = threading.Event()
-        previous = {
-            sig: signal.signal(sig, lambda *_: stopping.set())
-            for sig in (signal.SIGTERM, signal.SIGINT)
-        }
-        try:
-            log.warning("mmgraph serves on %s:%d", settings.grpc_host, bound)
-            stopping.wait()
-            log.warning("stopping: finishing calls in flight")
-        finally:
-            server.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        serve_until_stopped(settings, store, port)
+
+
+def serve_until_stopped(
+    settings: Settings, store: GraphStore, port: int | None = None, workers: int = 1
+) -> None:
+    """Serve the promoted model from ``store`` on ``grpc_host:port`` until SIGTERM or SIGINT,
+    then stop gracefully; this process is one of ``workers`` sharing the port and the cores
+    (each follows the promoted run: :class:`~mmgraph.service.serving.registry.Registry`)."""
+    shared_port = workers > 1
+    log.info("forward passes on %d torch thread(s)", set_forward_threads(workers))
+    registry = Registry(settings.home, store, follow_promoted=shared_port)
+    model = registry.use_promoted()
+    if model is None:
+        log.warning("no promoted model: similarity, clustering and link calls will fail")
+    address = f"{settings.grpc_host}:{settings.grpc_port if port is None else port}"
+    server, bound = create_server(settings, registry, address, shared_port)
+    stopping = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stopping.set())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        log.warning("mmgraph serves on %s:%d", settings.grpc_host, bound)
+        stopping.wait()
+        log.warning("stopping: finishing calls in flight")
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
