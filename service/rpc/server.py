@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from mmgraph.core.config import Settings
 from mmgraph.core.errors import FailedPreconditionError, UnavailableError
@@ -19,6 +18,7 @@ from mmgraph.graph.connection import open_store
 from mmgraph.graph.store import GraphStore
 from mmgraph.service.rpc.interceptors import ErrorInterceptor, TokenInterceptor
 from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2_grpc as pb_grpc
+from mmgraph.service.rpc.reflection import enable_reflection
 from mmgraph.service.rpc.servicer import SERVICE_NAME, AnalyticsServicer
 from mmgraph.service.serving.encoder_thread import set_forward_threads
 from mmgraph.service.serving.registry import Registry
@@ -89,13 +89,8 @@ def create_server(
     analytics = AnalyticsServicer(settings, registry)
     pb_grpc.add_AnalyticsServicer_to_server(analytics, server)
     health_servicer = add_health(server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    enable_reflection(
+        server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
     )
     try:
         if settings.tls_cert and settings.tls_key:
