@@ -46,7 +46,7 @@ def served(home: Settings, graph: GraphStore, serve):
 
 def test_generated_code_is_not_older_than_the_proto() -> None:
     assert codegen.proto_files(), "no protos"
-    assert codegen.stale_protos() == [], "run: python -m mmgraph.service.codegen"
+    assert codegen.stale_protos() == [], "run: python -m mmgraph.service.rpc.codegen"
 
 
 def test_generated_code_goes_stale_when_a_proto_changes(tmp_path: Path) -> None:
