@@ -35,6 +35,12 @@ def serve_command(
     MMGRAPH_TOKEN, MMGRAPH_TLS_CERT / MMGRAPH_TLS_KEY, MMGRAPH_MAX_MESSAGE_BYTES). With several
     workers, UseModel must promote (so that every process switches).
     """
-    from mmgraph.service.rpc.server import serve
+    settings = Settings.from_env()
+    if workers > 1:
+        from mmgraph.service.rpc.workers import serve_processes
 
-    serve(Settings.from_env(), port, workers)
+        serve_processes(settings, port, workers)
+    else:
+        from mmgraph.service.rpc.server import serve
+
+        serve(settings, port)

@@ -13,10 +13,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from mmgraph.core.config import Settings
-from mmgraph.core.errors import FailedPreconditionError, UnavailableError
+from mmgraph.core.errors import FailedPreconditionError
 from mmgraph.graph.connection import open_store
 from mmgraph.graph.store import GraphStore
 from mmgraph.service.rpc.interceptors import ErrorInterceptor, TokenInterceptor
+from mmgraph.service.rpc.listen import ListenError
 from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2_grpc as pb_grpc
 from mmgraph.service.rpc.reflection import enable_reflection
 from mmgraph.service.rpc.servicer import SERVICE_NAME, AnalyticsServicer
@@ -24,10 +25,6 @@ from mmgraph.service.serving.encoder_thread import set_forward_threads
 from mmgraph.service.serving.registry import Registry
 
 log = logging.getLogger(__name__)
-
-
-class ListenError(UnavailableError):
-    """The server cannot listen on its address (the port is taken, say)."""
 
 
 class TlsFilesError(FailedPreconditionError):
@@ -120,15 +117,10 @@ def add_health(server: grpc.Server) -> health.HealthServicer:
     return servicer
 
 
-def serve(settings: Settings, port: int | None = None, workers: int = 1) -> None:
+def serve(settings: Settings, port: int | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully: open the graph (schema set up once,
-    here), load the promoted model if there is one, listen on ``grpc_host:port``. With
-    ``workers`` above 1, that many processes share the port (:mod:`.workers`)."""
-    if workers > 1:
-        from mmgraph.service.rpc.workers import serve_processes
-
-        serve_processes(settings, port, workers)
-        return
+    here), load the promoted model if there is one, listen on ``grpc_host:port`` (several
+    processes on one port: :mod:`.workers`)."""
     with open_store(settings) as store:
         store.setup_schema()
         serve_until_stopped(settings, store, port)

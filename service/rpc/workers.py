@@ -7,8 +7,9 @@ As gRPC's multiprocessing example does, the parent reserves the port with a sock
 loads the promoted run and follows it (:class:`~mmgraph.service.serving.registry.Registry`). The
 kernel hands each new connection to one of them, and a connection stays there: a client reaches
 several processes through several connections. The parent opens the graph once (the schema, and
-the local Neo4j when it starts one) and gives its address to the processes. SIGTERM or Ctrl-C
-stops them all gracefully; when one of them dies, the parent stops the others and fails.
+the local Neo4j when it starts one) and gives its address to the processes; it imports neither
+the server nor the models (only the processes do). SIGTERM or Ctrl-C stops them all gracefully;
+when one of them dies, the parent stops the others and fails.
 """
 
 from __future__ import annotations
@@ -17,21 +18,20 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from multiprocessing.connection import wait
 
 from mmgraph.core.config import Settings
 from mmgraph.core.errors import UnavailableError
 from mmgraph.graph.connection import open_store
 from mmgraph.graph.local_neo4j import LocalNeo4j
-from mmgraph.service.rpc.server import STOP_GRACE_SECONDS, ListenError, serve_until_stopped
+from mmgraph.service.rpc.listen import reserved_port
 
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+# How long a stopping process may take: its server's grace for calls in flight (10 s) and exit.
+STOP_SECONDS = 15.0
 
 
 class WorkerExitedError(UnavailableError):
@@ -44,7 +44,7 @@ def serve_processes(settings: Settings, port: int | None, workers: int) -> None:
         store.setup_schema()
         shared = _with_graph_address(settings)
         wanted = settings.grpc_port if port is None else port
-        with _reserved_port(settings.grpc_host, wanted) as bound:
+        with reserved_port(settings.grpc_host, wanted) as bound:
             context = multiprocessing.get_context("spawn")
             processes = [
                 context.Process(
@@ -79,7 +79,7 @@ def _supervise(processes: list[multiprocessing.process.BaseProcess], address: st
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
         for process in processes:
-            process.join(STOP_GRACE_SECONDS + 5)
+            process.join(STOP_SECONDS)
             if process.is_alive():
                 process.kill()
                 process.join()
@@ -96,6 +96,8 @@ def _supervise(processes: list[multiprocessing.process.BaseProcess], address: st
 def _serve_one(settings: Settings, port: int, workers: int, log_level: int) -> None:
     """One server process: the graph, the promoted run, the shared port."""
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    from mmgraph.service.rpc.server import serve_until_stopped
+
     with open_store(settings) as store:
         serve_until_stopped(settings, store, port, workers)
 
@@ -109,22 +111,3 @@ def _with_graph_address(settings: Settings) -> Settings:
     return settings.model_copy(
         update={"neo4j_uri": local.uri, "neo4j_user": local.user, "neo4j_password": local.password}
     )
-
-
-@contextmanager
-def _reserved_port(host: str, port: int) -> Iterator[int]:
-    """Hold ``host:port`` (0: a free port) with ``SO_REUSEPORT`` while the processes share it;
-    yield the port. The socket never listens, so it takes no connection."""
-    try:
-        family, kind, _, _, address = socket.getaddrinfo(
-            host.strip("[]"), port, type=socket.SOCK_STREAM
-        )[0]
-    except OSError as e:
-        raise ListenError(f"cannot listen on {host}:{port}: {e}") from e
-    with socket.socket(family, kind) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind(address)
-        except OSError as e:
-            raise ListenError(f"cannot listen on {host}:{port}: {e}") from e
-        yield sock.getsockname()[1]
