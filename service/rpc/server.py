@@ -31,7 +31,9 @@ class TlsFilesError(FailedPreconditionError):
     """``MMGRAPH_TLS_CERT`` or ``MMGRAPH_TLS_KEY`` names a file that cannot be read."""
 
 
-MAX_WORKERS = 16
+# Threads for calls in progress. A text or image query holds its thread while it waits for its
+# batch's forward pass, so 16 of them (the former size) would leave no thread to other calls.
+MAX_WORKERS = 64
 STOP_GRACE_SECONDS = 10.0
 
 
