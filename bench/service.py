@@ -1,91 +1,106 @@
-"""``Similar`` over loopback gRPC against Neo4j's own vector index (a benchmark, not a test).
+"""``mmgraph serve`` under concurrent callers: ``Similar`` by uid, text and image from 1, 8 and 32
+callers, beside the ceilings measured in the same run (a benchmark, not a test).
 
-For each size, N clustered 128-d unit vectors are saved as a real model run (``save_run``, model
-``cca``: a CCA fitted on a few random rows maps text queries; only uid queries are measured) and
-served by ``create_server`` with a ``Registry`` in a child process (its own interpreter, so client
-threads do not share its GIL). ``Similar`` by uid is called from 1, 8 and 32 client threads (a
-channel each): p50/p99 latency and QPS; recall@10 of the served answers against exact search
-(faiss ``IndexFlatIP``, the query node left out, as the service does). The same vectors are
-written into Neo4j as ``emb`` with the ``entity_emb`` vector index, and the same queries go
-through ``db.index.vector.queryNodes`` from one client: p50/p99, recall@10 and the speed ratio.
-``--soak S`` then runs 32 clients for S seconds against the largest size and counts failed calls.
+An emoji-shaped synthetic graph (Emoji 3,800, Tag 400, Subcategory 100 and Category 10 nodes with
+short texts, 4,310 in all) is written to Neo4j and saved as a promoted run (a CCA from 384-d text
+and 1280-d image vectors to a 128-d fused space), then served by ``mmgraph serve --workers N`` on
+loopback, started as a user starts it. Callers are asyncio tasks in up to 4 client processes, one
+connection each, sending pre-serialised requests for ``--seconds`` per row: QPS, p50, p99 and
+failed calls. The ceilings, in the same run: the server's own health check under the same callers
+(what the framework does for a trivial call), the bare index (faiss over the run's fused vectors:
+the searches one uid query makes, one thread) and each encoder's best rate over batch sizes 1 to
+64 (and 1 or 2 torch threads for the text encoder), in this process while the server idles.
+Prints the table (the medians of ``--repeat`` sweeps) and the ratios the issue sets targets for,
+and writes ``bench/results/service.json``. Uses the Neo4j named by ``NEO4J_URI``, else starts the
+local one under a temporary ``MMGRAPH_HOME``.
 
-The nodes are written to Neo4j with a short ``text`` (what the registry reads for each hit's
-display field), then their ``emb``; sizes reuse the nodes of the smaller ones, so the vector index
-always holds exactly the served vectors. Uses the Neo4j named by ``NEO4J_URI``, else starts the
-local one under a temporary ``MMGRAPH_HOME`` (``--neo4j-heap``/``--neo4j-pagecache``). Prints a
-table and writes ``bench/results/service.json``.
+    python bench/service.py [--workers 1,2] [--seconds 5] [--repeat 1] [--text-encoder fp32]
+                            [--kinds health,uid,text,image] [--callers 1,8,32]
 
-    python bench/service.py [--sizes 100000,1000000] [--queries 3000] [--soak 60]
+The client processes import only grpc and numpy, so that they start fast and stay small.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import io
 import json
 import multiprocessing
 import os
 import platform
-import queue
+import signal
+import socket
+import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import faiss
 import grpc
-import neo4j
 import numpy as np
 
-from mmgraph.core.config import Settings
-from mmgraph.gnn.fusion.cca import CCA
-from mmgraph.gnn.models.base import GraphMeta
-from mmgraph.gnn.runs import RunRecord, new_run_id, save_run
-from mmgraph.graph import writeback
-from mmgraph.graph.local_neo4j import LocalNeo4j
-from mmgraph.graph.store import GraphStore, NodeRow
-from mmgraph.service.rpc.client import AnalyticsClient
-
 RESULTS = Path(__file__).parent / "results" / "service.json"
-DIM, TEXT_DIM, K = 128, 384, 10
-NODE_TYPE = "Item"
-RELATION = (NODE_TYPE, "LIKE", NODE_TYPE)
-CLIENTS = (1, 8, 32)
-MODALITIES = {"image": DIM, "text": TEXT_DIM}  # the CCA's two views
-NEO4J_QUERY = (
-    "CALL db.index.vector.queryNodes('entity_emb', $k, $v) YIELD node, score "
-    "RETURN node.uid AS uid, score"
-)
+TYPES = {"Emoji": 3800, "Tag": 400, "Subcategory": 100, "Category": 10}
+TEXT_DIM, IMAGE_DIM, DIM, K = 384, 1280, 128, 10
+CALLERS = (1, 8, 32)
+KINDS = ("health", "uid", "text", "image")
+CLIENT_PROCESSES = 4
+BATCH = 64
+HEALTH_METHOD = "/grpc.health.v1.Health/Check"
+SIMILAR_METHOD = "/mmgraph.v1.Analytics/Similar"
+WORDS = (
+    "smiling grinning crying laughing sleepy angry happy red blue green yellow cat dog fox "
+    "face heart hand star moon sun flag food fruit animal plant tree flower car house music ball"
+)  # the words of the query texts
 
 
-def clustered_vectors(n: int, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
-    """``n`` unit rows around ``max(16, n // 1000)`` random centres (noise 0.5 per dimension);
-    any prefix is a sample of the same distribution."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((max(16, n // 1000), DIM), dtype=np.float32)
-    out = np.empty((n, DIM), dtype=np.float32)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        labels = rng.integers(0, len(centres), stop - start)
-        x = centres[labels] + 0.5 * rng.standard_normal((stop - start, DIM), dtype=np.float32)
-        out[start:stop] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+# -- the graph and the run ---------------------------------------------------------------------
 
 
-def uid(i: int) -> str:
-    return f"v:{i}"
+def uids() -> dict[str, list[str]]:
+    return {t: [f"{t.lower()}:{i}" for i in range(n)] for t, n in TYPES.items()}
 
 
-def save_model(home: Path, vectors: np.ndarray) -> str:
-    """Save ``vectors`` as a ``cca`` run over ``Item`` nodes; return its run id."""
-    rng = np.random.default_rng(1)
+def write_graph(store: Any) -> None:
+    """The nodes, each with a short text (what a hit's display field shows)."""
+    from mmgraph.graph.store import NodeRow
+
+    rows = [NodeRow(u, t, {"text": f"synthetic {u}"}) for t, us in uids().items() for u in us]
+    for start in range(0, len(rows), 2000):
+        store.write_batch(rows[start : start + 2000], [], "bench-service")
+
+
+def save_model(home: Path) -> str:
+    """A promoted CCA run over the graph: a fused space of every type, a text space of every
+    type, an image space of the emoji."""
+    from mmgraph.gnn.fusion.cca import CCA
+    from mmgraph.gnn.models.base import GraphMeta
+    from mmgraph.gnn.runs import RunRecord, new_run_id, save_run, set_active_run
+
+    rng = np.random.default_rng(0)
     cca = CCA(n_components=DIM).fit(
-        rng.standard_normal((4 * DIM, TEXT_DIM)), rng.standard_normal((4 * DIM, DIM))
+        rng.standard_normal((4000, TEXT_DIM)), rng.standard_normal((4000, IMAGE_DIM))
     )
+    modalities = {t: {"text": TEXT_DIM} for t in TYPES} | {
+        "Emoji": {"text": TEXT_DIM, "image": IMAGE_DIM}
+    }
+    spaces: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for space in ("fused", "text", "image"):
+        spaces[space] = {}
+        for node_type, n in TYPES.items():
+            if space == "fused" or space in modalities[node_type]:
+                x = rng.standard_normal((n, DIM)).astype(np.float32)
+                spaces[space][node_type] = (
+                    x / np.linalg.norm(x, axis=1, keepdims=True),
+                    np.arange(n),
+                )
     run_id = new_run_id("cca")
+    relation = ("Emoji", "HAS_TAG", "Tag")
     save_run(
         home,
         RunRecord(
@@ -93,318 +108,410 @@ def save_model(home: Path, vectors: np.ndarray) -> str:
             model="cca",
             config={"bench": "service"},
             metrics={},
-            uids={NODE_TYPE: [uid(i) for i in range(len(vectors))]},
-            meta=GraphMeta((NODE_TYPE,), (RELATION,), {NODE_TYPE: MODALITIES}),
-            target_edge_types=[RELATION],
-            raw={NODE_TYPE: vectors},
-            spaces={"fused": {NODE_TYPE: (vectors, np.arange(len(vectors)))}},
+            uids=uids(),
+            meta=GraphMeta(tuple(TYPES), (relation, ("Tag", "rev_HAS_TAG", "Emoji")), modalities),
+            target_edge_types=[relation],
+            raw={t: v for t, (v, _) in spaces["fused"].items()},
+            spaces=spaces,
             weights=cca.state_dict(),
         ),
     )
+    set_active_run(home, run_id)
     return run_id
 
 
-# -- the server, in a child process ----------------------------------------------------------
+# -- the queries --------------------------------------------------------------------------------
 
 
-def serve(
-    neo: dict[str, Any], home: str, run_id: str, exact_below: int, ready: Any, stop: Any
-) -> None:
-    """Load ``run_id`` into a Registry, serve it on a free loopback port, report, wait."""
-    from mmgraph.service.rpc.server import create_server
-    from mmgraph.service.serving.registry import Registry
-
-    settings = Settings(home=Path(home))
-    with neo4j.GraphDatabase.driver(neo["uri"], auth=tuple(neo["auth"])) as driver:
-        registry = Registry(Path(home), GraphStore(driver, neo["database"]), exact_below)
-        t0 = time.perf_counter()
-        model, _ = registry.use(run_id)
-        load_s = time.perf_counter() - t0
-        server, port = create_server(settings, registry)
-        exact = model.indexes[("fused", NODE_TYPE)].index.exact
-        ready.put({"port": port, "load_s": load_s, "index": "exact" if exact else "hnsw"})
-        stop.wait()
-        server.stop(5)
+def query_texts(n: int = 500) -> list[str]:
+    rng = np.random.default_rng(1)
+    return [" ".join(rng.choice(WORDS.split(), size=rng.integers(1, 5))) for _ in range(n)]
 
 
-def _wait_ready(child: Any, ready: Any, timeout: float) -> dict[str, Any]:
-    """The server's report, or an error as soon as the child dies or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return ready.get(timeout=1.0)
-        except queue.Empty:
-            if not child.is_alive():
-                raise RuntimeError(f"the server process exited with {child.exitcode}") from None
-    raise TimeoutError(f"the server did not load the model within {timeout:.0f} s")
+def pictures(n: int = 64) -> list[bytes]:
+    """Emoji-sized (72 px) PNGs: a coloured disc on white, a different one each."""
+    from PIL import Image, ImageDraw
 
-
-# -- clients -----------------------------------------------------------------------------------
-
-
-def run_clients(
-    target: str, uids: list[str], threads: int, seconds: float | None = None
-) -> dict[str, Any]:
-    """``threads`` clients calling ``Similar`` by uid: through ``uids`` (shared out), or for
-    ``seconds`` when given. Returns latencies, wall time, calls and failures by status code."""
-    per_thread = [uids[i::threads] for i in range(threads)]
-    latencies: list[list[float]] = [[] for _ in range(threads)]
-    failures: Counter[str] = Counter()
-    lock = threading.Lock()
-    start = threading.Barrier(threads + 1, timeout=300)
-    answers: dict[str, list[str]] = {}
-
-    def work(i: int) -> None:
-        with AnalyticsClient(target) as client:
-            for warm in per_thread[i][:5]:
-                client.similar(warm, k=K)
-            start.wait()
-            began, n = time.perf_counter(), 0
-            while True:
-                if seconds is None:
-                    if n == len(per_thread[i]):
-                        break
-                elif time.perf_counter() - began > seconds:
-                    break
-                query = per_thread[i][n % len(per_thread[i])]
-                n += 1
-                t0 = time.perf_counter()
-                try:
-                    reply = client.similar(query, k=K)
-                except grpc.RpcError as e:
-                    with lock:
-                        failures[str(e.code())] += 1
-                    continue
-                latencies[i].append(time.perf_counter() - t0)
-                if seconds is None and threads == 1:
-                    answers[query] = [hit.uid for hit in reply.hits]
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for w in workers:
-        w.join()
-    wall = time.perf_counter() - t0
-    flat = np.concatenate([np.asarray(x) for x in latencies]) if latencies else np.empty(0)
-    return {"latencies": flat, "wall": wall, "failures": dict(failures), "answers": answers}
-
-
-def summary(latencies: np.ndarray, wall: float) -> dict[str, float]:
-    p50, p99 = np.percentile(latencies * 1e3, [50, 99])
-    return {"p50_ms": float(p50), "p99_ms": float(p99), "qps": len(latencies) / wall}
-
-
-def exact_neighbours(vectors: np.ndarray, rows: np.ndarray) -> list[set[str]]:
-    """The true ``K`` nearest of each row by inner product, the row itself left out."""
-    index = faiss.IndexFlatIP(DIM)
-    index.add(vectors)
-    _, found = index.search(vectors[rows], K + 1)
-    return [{uid(j) for j in f if j != r and j >= 0} for r, f in zip(rows, found, strict=True)]
-
-
-def recall(answers: list[list[str]], truth: list[set[str]]) -> float:
-    return float(np.mean([len(set(a[:K]) & t) / K for a, t in zip(answers, truth, strict=True)]))
-
-
-def neo4j_queries(
-    store: GraphStore, vectors: np.ndarray, rows: np.ndarray
-) -> tuple[np.ndarray, list[list[str]]]:
-    """The same queries through Neo4j's vector index from one client (k + 1, self dropped)."""
-    latencies, answers = [], []
-    with store.session() as session:
-        for r in rows[:5]:  # warm-up
-            session.run(NEO4J_QUERY, k=K + 1, v=vectors[r].tolist()).consume()
-        for r in rows:
-            v = vectors[r].tolist()
-            t0 = time.perf_counter()
-            found = [rec["uid"] for rec in session.run(NEO4J_QUERY, k=K + 1, v=v)]
-            latencies.append(time.perf_counter() - t0)
-            answers.append([u for u in found if u != uid(int(r))][:K])
-    return np.asarray(latencies), answers
-
-
-# -- one size ----------------------------------------------------------------------------------
-
-
-def write_graph(store: GraphStore, vectors: np.ndarray, start: int, batch: int) -> dict[str, float]:
-    """Nodes ``start..n`` with a short text, then their ``emb``; the vector index online."""
-    n = len(vectors)
-    t0 = time.perf_counter()
-    for lo in range(start, n, batch):
-        rows = [
-            NodeRow(uid(i), NODE_TYPE, {"text": f"synthetic item {i}"})
-            for i in range(lo, min(lo + batch, n))
-        ]
-        store.write_batch(rows, [], "bench-service")
-    nodes_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ids = [uid(i) for i in range(start, n)]
-    writeback.write_embeddings(store, "bench-service", ids, vectors[start:], batch_size=batch)
-    emb_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    writeback.ensure_vector_index(store, DIM)
-    with store.session() as session:
-        session.run("CALL db.awaitIndexes(3600)").consume()
-    return {"write_nodes_s": nodes_s, "write_emb_s": emb_s, "index_s": time.perf_counter() - t0}
-
-
-def bench_size(
-    args: argparse.Namespace,
-    neo: dict[str, Any],
-    store: GraphStore,
-    home: Path,
-    vectors: np.ndarray,
-    written: int,
-    soak: float,
-) -> dict[str, Any]:
-    n = len(vectors)
-    print(f"... {n:,} vectors: writing to Neo4j", flush=True)
-    figures: dict[str, Any] = {"size": n, **write_graph(store, vectors, written, args.batch)}
-    t0 = time.perf_counter()
-    run_id = save_model(home, vectors)
-    figures["save_run_s"] = time.perf_counter() - t0
     rng = np.random.default_rng(2)
-    rows = rng.choice(n, size=min(n, args.queries), replace=False)
-    queries = [uid(int(r)) for r in rows]
-    ctx = multiprocessing.get_context("spawn")
-    ready, stop = ctx.Queue(), ctx.Event()
-    child = ctx.Process(target=serve, args=(neo, str(home), run_id, args.exact_below, ready, stop))
-    child.start()
+    out = []
+    for _ in range(n):
+        img = Image.new("RGB", (72, 72), (255, 255, 255))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        lo, hi = sorted(rng.integers(4, 68, 2))
+        ImageDraw.Draw(img).ellipse((lo, lo, hi + 4, hi + 4), fill=colour)
+        buffer = io.BytesIO()
+        img.save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def requests(kind: str) -> tuple[str, list[bytes]]:
+    """The method and the serialised requests of a row of ``kind``."""
+    from grpc_health.v1 import health_pb2
+
+    from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2 as pb
+
+    if kind == "health":
+        return HEALTH_METHOD, [health_pb2.HealthCheckRequest(service="").SerializeToString()]
+    if kind == "uid":
+        every = [u for us in uids().values() for u in us]
+        picked = np.random.default_rng(3).permutation(every)[:3000]
+        made = [pb.SimilarRequest(uid=str(u), k=K) for u in picked]
+    elif kind == "text":
+        made = [pb.SimilarRequest(text=t, k=K) for t in query_texts()]
+    else:
+        made = [pb.SimilarRequest(image=p, k=K) for p in pictures()]
+    return SIMILAR_METHOD, [m.SerializeToString() for m in made]
+
+
+# -- callers, in client processes ---------------------------------------------------------------
+
+
+def call_for(
+    target: str,
+    method: str,
+    payloads: list[bytes],
+    callers: int,
+    offset: int,
+    start_at: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """``callers`` callers of ``method``, each on its own connection, from ``start_at`` (wall
+    clock) for ``seconds``: their latencies, failures by status and when they finished."""
+    return asyncio.run(_call_for(target, method, payloads, callers, offset, start_at, seconds))
+
+
+async def _call_for(
+    target: str,
+    method: str,
+    payloads: list[bytes],
+    callers: int,
+    offset: int,
+    start_at: float,
+    seconds: float,
+) -> dict[str, Any]:
+    options = [("grpc.use_local_subchannel_pool", 1)]  # a connection per caller
+    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(callers)]
+    stubs = [channel.unary_unary(method) for channel in channels]  # bytes in, bytes out
+    failures: Counter[str] = Counter()
+
+    async def caller(i: int) -> tuple[list[float], float, float]:
+        n, latencies = offset + i, []
+        await stubs[i](payloads[n % len(payloads)], timeout=60)  # connect, warm up
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        started = time.time()
+        end = started + seconds
+        while time.time() < end:
+            n += callers
+            began = time.perf_counter()
+            try:
+                await stubs[i](payloads[n % len(payloads)], timeout=60)
+            except grpc.aio.AioRpcError as e:
+                failures[e.code().name] += 1
+                continue
+            latencies.append(time.perf_counter() - began)
+        return latencies, started, time.time()
+
     try:
-        print(f"... {n:,} vectors: loading the model in the server", flush=True)
-        info = _wait_ready(child, ready, args.load_timeout)
-        figures.update(load_s=info["load_s"], index=info["index"])
-        target = f"127.0.0.1:{info['port']}"
-        answers = {}
-        for threads in CLIENTS:
-            print(f"... {n:,} vectors: {threads} client(s)", flush=True)
-            result = run_clients(target, queries, threads)
-            answers.update(result["answers"])
-            figures[f"grpc_{threads}"] = {
-                **summary(result["latencies"], result["wall"]),
-                "calls": len(result["latencies"]),
-                "failures": result["failures"],
-            }
-        sample = rows[: args.recall_queries]
-        truth = exact_neighbours(vectors, sample)
-        figures["grpc_recall@10"] = recall([answers.get(uid(int(r)), []) for r in sample], truth)
-        print(f"... {n:,} vectors: Neo4j's vector index", flush=True)
-        neo_rows = rows[: args.neo4j_queries]
-        latencies, neo_answers = neo4j_queries(store, vectors, neo_rows)
-        figures["neo4j"] = summary(latencies, float(latencies.sum()))
-        figures["neo4j_recall@10"] = recall(neo_answers, truth[: len(neo_rows)])
-        grpc_1 = figures["grpc_1"]
-        figures["neo4j_over_grpc_p50"] = figures["neo4j"]["p50_ms"] / grpc_1["p50_ms"]
-        figures["neo4j_over_grpc_p99"] = figures["neo4j"]["p99_ms"] / grpc_1["p99_ms"]
-        if soak:
-            print(f"... {n:,} vectors: soak, 32 clients for {soak:g} s", flush=True)
-            result = run_clients(target, queries, 32, seconds=soak)
-            figures["soak"] = {
-                "seconds": soak,
-                "clients": 32,
-                "calls": len(result["latencies"]) + sum(result["failures"].values()),
-                "failed": sum(result["failures"].values()),
-                "failures": result["failures"],
-                **summary(result["latencies"], result["wall"]),
-            }
+        done = await asyncio.gather(*(caller(i) for i in range(callers)))
     finally:
-        stop.set()
-        child.join(30)
-        if child.is_alive():
-            child.terminate()
-            child.join()
-    return figures
+        for channel in channels:
+            await channel.close()
+    return {
+        "latencies": [x for lat, _, _ in done for x in lat],
+        "started": min(s for _, s, _ in done),
+        "finished": max(f for _, _, f in done),
+        "failures": dict(failures),
+    }
 
 
-def print_table(sizes: list[dict[str, Any]]) -> None:
-    print(f"{'vectors':>10} {'path':<16}{'p50 ms':>9}{'p99 ms':>9}{'QPS':>9}{'recall@10':>11}")
-    for f in sizes:
-        for threads in CLIENTS:
-            g = f[f"grpc_{threads}"]
-            rec = f"{f['grpc_recall@10']:.3f}" if threads == 1 else ""
-            label = f"gRPC {f['index']} x{threads}"
-            print(
-                f"{f['size']:>10,} {label:<16}{g['p50_ms']:>9.2f}{g['p99_ms']:>9.2f}"
-                f"{g['qps']:>9,.0f}{rec:>11}"
-            )
-        g = f["neo4j"]
-        print(
-            f"{f['size']:>10,} {'Neo4j index x1':<16}{g['p50_ms']:>9.2f}{g['p99_ms']:>9.2f}"
-            f"{g['qps']:>9,.0f}{f['neo4j_recall@10']:>11.3f}"
+def run_row(pool: Any, target: str, kind: str, callers: int, seconds: float) -> dict[str, Any]:
+    """One row: ``callers`` callers of ``kind`` shared out over the client processes."""
+    method, payloads = requests(kind)
+    processes = min(callers, CLIENT_PROCESSES)
+    shares = [callers // processes + (i < callers % processes) for i in range(processes)]
+    start_at = time.time() + 2.0  # time to connect and warm up
+    offsets = np.cumsum([0, *shares[:-1]]).tolist()
+    parts = pool.starmap(
+        call_for,
+        [
+            (target, method, payloads, n, o, start_at, seconds)
+            for n, o in zip(shares, offsets, strict=True)
+        ],
+    )
+    latencies = np.asarray([x for p in parts for x in p["latencies"]]) * 1e3
+    failures: Counter[str] = Counter()
+    for p in parts:
+        failures.update(p["failures"])
+    wall = max(p["finished"] for p in parts) - min(p["started"] for p in parts)
+    p50, p99 = np.percentile(latencies, [50, 99]) if len(latencies) else (float("nan"),) * 2
+    return {
+        "kind": kind,
+        "callers": callers,
+        "calls": len(latencies),
+        "qps": len(latencies) / wall,
+        "p50_ms": float(p50),
+        "p99_ms": float(p99),
+        "failures": dict(failures),
+    }
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(env: dict[str, str], workers: int, log: Path, timeout: float) -> tuple[Any, int]:
+    """``mmgraph serve --workers N`` on a free loopback port; return once every process
+    serves."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("mmgraph")), "serve", "--port", str(port)]
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [*command, "--workers", str(workers)], env=env, stdout=out, stderr=subprocess.STDOUT
         )
-        print(
-            f"{'':>10} Neo4j / gRPC (1 client): p50 {f['neo4j_over_grpc_p50']:.1f}x, "
-            f"p99 {f['neo4j_over_grpc_p99']:.1f}x; server load {f['load_s']:.1f} s"
-        )
-        if "soak" in f:
-            s = f["soak"]
-            print(
-                f"{'':>10} soak: {s['clients']} clients x {s['seconds']:g} s, {s['calls']:,} "
-                f"calls, {s['failed']} failed, p99 {s['p99_ms']:.2f} ms, {s['qps']:,.0f} QPS"
+    ready = f"serves on 127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while sum(line.endswith(ready) for line in log.read_text().splitlines()) < workers:
+        if server.poll() is not None:
+            raise RuntimeError(f"mmgraph serve exited with {server.returncode}:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            stop_server(server)
+            raise TimeoutError(f"mmgraph serve did not start within {timeout:.0f} s")
+        time.sleep(0.5)
+    return server, port
+
+
+def stop_server(server: Any) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+# -- the ceilings -------------------------------------------------------------------------------
+
+
+def _rate(work: Any, items: int, seconds: float = 2.0) -> float:
+    """Items per second of ``work()`` (``items`` each call), run for about ``seconds``."""
+    work()
+    done, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        work()
+        done += items
+    return done / (time.perf_counter() - began)
+
+
+def index_rate(home: Path, run_id: str) -> float:
+    """Uid queries per second of the bare index, one thread: each query's searches (k + 1 in
+    its own type, k in the others) over the run's fused vectors, as the registry builds them."""
+    from mmgraph.gnn.runs import load_run
+    from mmgraph.service.serving.index import VectorIndex
+
+    embeddings = load_run(home, run_id).embeddings("fused")
+    indexes = {t: VectorIndex.build(v) for t, v in embeddings.items()}
+    every = [(t, row) for t, n in TYPES.items() for row in range(n)]
+    picked = np.random.default_rng(4).permutation(len(every))[:500]
+    queries = [(every[i][0], embeddings[every[i][0]][every[i][1]][None]) for i in picked]
+
+    def search_all() -> None:
+        for own, query in queries:
+            for node_type, index in indexes.items():
+                index.search(query, K + (node_type == own))
+
+    return _rate(search_all, len(queries))
+
+
+def encoder_rates(text_kind: str) -> dict[str, float]:
+    """Texts and pictures per second through the encoders in this process, by batch size (and
+    for the text encoder, with 1 torch thread and one per core), the pictures' decoding included
+    as the server does it. An encoder's ceiling is its best rate: the server's settings cannot
+    lower the bar they are measured against."""
+    import torch
+
+    from mmgraph.ingest.encoders import ImageEncoder
+    from mmgraph.ingest.encoders.text import make_text_encoder
+
+    text, image = make_text_encoder(text_kind, "cpu"), ImageEncoder(device="cpu")
+    texts, images = query_texts()[:BATCH], pictures(BATCH)
+    rates = {}
+    for threads in sorted({1, len(os.sched_getaffinity(0))}):
+        torch.set_num_threads(threads)
+        for size in (1, 8, BATCH):
+            rates[f"text x{size} {threads}t"] = _rate(lambda n=size: text.encode(texts[:n]), size)
+    for size in (1, 4, BATCH):
+        rates[f"image x{size}"] = _rate(lambda n=size: image.encode(images[:n]), size)
+    return {
+        **rates,
+        "text": max(v for k, v in rates.items() if k.startswith("text")),
+        "image": max(v for k, v in rates.items() if k.startswith("image")),
+    }
+
+
+# -- one server configuration ---------------------------------------------------------------------
+
+
+def bench_workers(
+    args: argparse.Namespace, env: dict[str, str], workers: int, pool: Any, log: Path
+) -> list[dict[str, Any]]:
+    print(f"... starting mmgraph serve --workers {workers}", flush=True)
+    server, port = start_server(env, workers, log, args.start_timeout)
+    rows = []
+    try:
+        for repeat in range(args.repeat):
+            for callers in args.callers:
+                for kind in args.kinds:
+                    print(f"... workers {workers}: {kind} x{callers} ({repeat + 1})", flush=True)
+                    row = run_row(pool, f"127.0.0.1:{port}", kind, callers, args.seconds)
+                    rows.append({**row, "workers": workers, "repeat": repeat})
+    finally:
+        stop_server(server)
+    return rows
+
+
+def median_rows(rows: list[dict[str, Any]]) -> dict[tuple[int, str, int], dict[str, Any]]:
+    """(workers, kind, callers) -> the median of each figure over the sweeps; for uid rows also
+    each sweep's ratio to the health check measured just before it (the load on a shared machine
+    moves between sweeps more than between neighbouring rows) and their median."""
+    by_key = {(r["workers"], r["kind"], r["callers"], r["repeat"]): r for r in rows}
+    out: dict[tuple[int, str, int], dict[str, Any]] = {}
+    for workers, kind, callers in {(r["workers"], r["kind"], r["callers"]) for r in rows}:
+        same = [
+            r for r in rows if (r["workers"], r["kind"], r["callers"]) == (workers, kind, callers)
+        ]
+        figures: dict[str, Any] = {
+            f: statistics.median(r[f] for r in same) for f in ("qps", "p50_ms", "p99_ms", "calls")
+        }
+        figures["failed"] = sum(sum(r["failures"].values()) for r in same)
+        health = [by_key.get((workers, "health", callers, r["repeat"])) for r in same]
+        if kind == "uid" and all(health):
+            figures["vs_health"] = [r["qps"] / h["qps"] for r, h in zip(same, health, strict=True)]
+        out[(workers, kind, callers)] = figures
+    return out
+
+
+def print_table(rows: list[dict[str, Any]], ceilings: dict[str, float]) -> list[str]:
+    """The table and the targets; returns the target lines."""
+    table = median_rows(rows)
+    print(f"ceilings: bare index {ceilings['index']:,.0f} uid queries/s (one thread)")
+    for kind in ("text", "image"):
+        rates = [
+            f"{k[len(kind) + 1 :]} {v:,.0f}"
+            for k, v in ceilings.items()
+            if k.startswith(f"{kind} ")
+        ]
+        if rates:
+            print(f"ceilings: {kind} encoder {ceilings[kind]:,.0f}/s at best ({', '.join(rates)})")
+    ceiling_of = {kind: ceilings[kind] for kind in ("text", "image") if kind in ceilings}
+    print(
+        f"{'workers':>7} {'query':<7}{'callers':>8}{'QPS':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'failed':>8}  vs ceiling"
+    )
+    for workers, kind, callers in sorted(table, key=lambda k: (k[0], k[2], KINDS.index(k[1]))):
+        r = table[(workers, kind, callers)]
+        if "vs_health" in r:
+            sweeps = ", ".join(f"{x:.2f}" for x in r["vs_health"])
+            versus = (
+                f"{statistics.median(r['vs_health']):.2f}x health ({sweeps}), "
+                f"{r['qps'] / ceilings['index']:.2f}x index"
             )
-    print("targets: p99 <= 2 ms at 1M with one client; recall@10 >= 0.98; Neo4j >= 10x slower")
+        elif kind in ceiling_of:
+            versus = f"{r['qps'] / ceiling_of[kind]:.2f}x {kind} encoder's best"
+        else:
+            versus = ""
+        print(
+            f"{workers:>7} {kind:<7}{callers:>8}{r['qps']:>9,.0f}{r['p50_ms']:>9.1f}"
+            f"{r['p99_ms']:>9.1f}{r['failed']:>8}  {versus}"
+        )
+    lines = []
+    for workers in sorted({k[0] for k in table}):
+        if "vs_health" in table.get((workers, "uid", 32), {}):
+            ratio = statistics.median(table[(workers, "uid", 32)]["vs_health"])
+            lines.append(f"workers {workers}: uid x32 {ratio:.2f}x health x32 (target >= 0.6)")
+        for kind in ("text", "image"):
+            if (workers, kind, 8) not in table:
+                continue
+            r = table[(workers, kind, 8)]
+            lines.append(
+                f"workers {workers}: {kind} x8 {r['qps'] / ceiling_of[kind]:.2f}x the {kind} "
+                f"encoder's best rate (target >= 0.5), p99 {r['p99_ms']:.1f} ms (target <= 50)"
+            )
+    print("\n".join(lines))
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[100_000, 1_000_000]
-    )
-    parser.add_argument("--queries", type=int, default=3000, help="uids per client count")
-    parser.add_argument("--recall-queries", type=int, default=1000)
-    parser.add_argument("--neo4j-queries", type=int, default=500)
-    parser.add_argument("--soak", type=float, default=60.0, help="seconds; 0: no soak")
-    parser.add_argument("--batch", type=int, default=5000)
-    parser.add_argument(
-        "--exact-below", type=int, default=100_000, help="the Registry's exact/HNSW switch"
-    )
-    parser.add_argument("--load-timeout", type=float, default=1800.0)
-    parser.add_argument("--neo4j-heap", default=os.environ.get("MMGRAPH_NEO4J_HEAP", "2g"))
-    parser.add_argument(
-        "--neo4j-pagecache", default=os.environ.get("MMGRAPH_NEO4J_PAGECACHE", "1g")
-    )
+    parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per row")
+    parser.add_argument("--repeat", type=int, default=1, help="sweeps; the table shows medians")
+    parser.add_argument("--text-encoder", choices=("fp32", "int8"), default="fp32")
+    parser.add_argument("--kinds", type=lambda s: s.split(","), default=list(KINDS))
+    parser.add_argument("--callers", type=lambda s: [int(x) for x in s.split(",")], default=CALLERS)
+    parser.add_argument("--start-timeout", type=float, default=300.0)
     args = parser.parse_args()
-    sizes = sorted(args.sizes)
+
+    import neo4j
+
+    from mmgraph.core.config import Settings
+    from mmgraph.graph.local_neo4j import LocalNeo4j
+    from mmgraph.graph.store import GraphStore
 
     settings = Settings.from_env()
     with ExitStack() as stack:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         if settings.neo4j_uri:
-            uri, auth = settings.neo4j_uri, (settings.neo4j_user, settings.neo4j_password)
+            uri, user, password = settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password
         else:
-            local = settings.model_copy(
-                update={
-                    "home": home,
-                    "neo4j_heap": args.neo4j_heap,
-                    "neo4j_pagecache": args.neo4j_pagecache,
-                }
-            )
+            local = settings.model_copy(update={"home": home})
             server = stack.enter_context(LocalNeo4j.from_settings(local))
-            uri, auth = server.uri, (server.user, server.password)
-        driver = stack.enter_context(neo4j.GraphDatabase.driver(uri, auth=auth))
+            uri, user, password = server.uri, server.user, server.password
+        driver = stack.enter_context(neo4j.GraphDatabase.driver(uri, auth=(user, password)))
         store = GraphStore(driver, settings.neo4j_database)
         store.setup_schema()
-        neo = {"uri": uri, "auth": list(auth), "database": settings.neo4j_database}
-        vectors = clustered_vectors(sizes[-1])
-        results, written = [], 0
-        for i, n in enumerate(sizes):
-            soak = args.soak if i == len(sizes) - 1 else 0.0
-            results.append(bench_size(args, neo, store, home, vectors[:n], written, soak))
-            written = n
+        print("... writing the graph and the run", flush=True)
+        write_graph(store)
+        run_id = save_model(home)
+        env = {
+            **os.environ,
+            "MMGRAPH_HOME": str(home),
+            "NEO4J_URI": uri,
+            "NEO4J_USER": user,
+            "NEO4J_PASSWORD": password or "",
+            "MMGRAPH_TEXT_ENCODER": args.text_encoder,
+            "MMGRAPH_GRPC_HOST": "127.0.0.1",
+        }
+        print("... the ceilings: the bare index, the encoders", flush=True)
+        ceilings = {"index": index_rate(home, run_id)}
+        if {"text", "image"} & set(args.kinds):
+            ceilings |= encoder_rates(args.text_encoder)
+        pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(CLIENT_PROCESSES))
+        rows = []
+        for workers in args.workers:
+            rows += bench_workers(args, env, workers, pool, home / f"serve-{workers}.log")
 
     print()
-    print_table(results)
-    figures = {
-        "sizes": results,
-        "dim": DIM,
-        "k": K,
-        "args": vars(args),
-        "machine": f"{platform.node()} {platform.machine()} ({os.cpu_count()} cpus)",
-    }
+    targets = print_table(rows, ceilings)
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2))
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "ceilings": ceilings,
+                "targets": targets,
+                "args": vars(args),
+                "machine": f"{platform.node()} {platform.machine()} ({os.cpu_count()} cpus)",
+                "load_average_after": os.getloadavg(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

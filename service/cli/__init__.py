@@ -20,6 +20,7 @@ from mmgraph.service.cli import (
     graph,
     ingest,
     models,
+    protoset,
     query,
     serve,
 )
@@ -44,7 +45,7 @@ def main(
     )
 
 
-for module in (graph, ingest, models, freshness, analysts, query, serve, demo):
+for module in (graph, ingest, models, freshness, analysts, query, serve, protoset, demo):
     module.register(app)
 
 __all__ = ["app"]

@@ -1,5 +1,8 @@
 """Generate the Python gRPC code of ``protos/`` into ``service/rpc/proto/`` (``python -m
-mmgraph.service.rpc.codegen``), and tell whether what is there is older than the protos.
+mmgraph.service.rpc.codegen``), with the protocol's descriptor set (``mmgraph.protoset``: protoc's
+``--include_imports --descriptor_set_out``, for tools that want one rather than ask the server's
+reflection: ``ghz --protoset``, ``grpcurl -protoset``), and tell whether what is there is older
+than the protos.
 
 protoc writes ``from mmgraph.v1 import ...`` for one proto importing another (and in the
 ``*_pb2_grpc.py`` stubs); those imports are rewritten to the installed package
@@ -19,16 +22,23 @@ import tempfile
 from importlib.metadata import version as package_version
 from pathlib import Path
 
+from mmgraph.core.errors import FailedPreconditionError
+
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "protos"
 OUT_DIR = Path(__file__).resolve().parent / "proto"
 PACKAGE = "mmgraph.service.rpc.proto"
 MARKER = "GENERATED.json"
+PROTOSET = "mmgraph.protoset"
 _IMPORT = re.compile(r"^(from|import) mmgraph\.v1\b", re.MULTILINE)
 
 
 class CodegenError(RuntimeError):
     """protoc failed, or there are no protos to generate from."""
+
+
+class ProtosetMissingError(FailedPreconditionError):
+    """The descriptor set was never generated (the build runs the code generation)."""
 
 
 def proto_files(proto_dir: Path = PROTO_DIR) -> list[Path]:
@@ -65,6 +75,8 @@ def generate(proto_dir: Path = PROTO_DIR, out_dir: Path = OUT_DIR) -> list[Path]
             f"--python_out={tmp}",
             f"--pyi_out={tmp}",
             f"--grpc_python_out={tmp}",
+            "--include_imports",
+            f"--descriptor_set_out={Path(tmp) / PROTOSET}",
             *(str(p) for p in protos),
         ]
         if protoc.main(args) != 0:
@@ -74,14 +86,28 @@ def generate(proto_dir: Path = PROTO_DIR, out_dir: Path = OUT_DIR) -> list[Path]
                 continue
             target = out_dir / path.relative_to(tmp)
             target.parent.mkdir(parents=True, exist_ok=True)
-            text = _IMPORT.sub(lambda m: f"{m.group(1)} {PACKAGE}.mmgraph.v1", path.read_text())
-            target.write_text(text)
+            if path.name == PROTOSET:
+                target.write_bytes(path.read_bytes())
+            else:
+                text = _IMPORT.sub(lambda m: f"{m.group(1)} {PACKAGE}.mmgraph.v1", path.read_text())
+                target.write_text(text)
             written.append(target)
     marker = {"protos": proto_hashes(proto_dir), "grpcio_tools": package_version("grpcio-tools")}
     tmp_marker = out_dir / f".{MARKER}.tmp"
     tmp_marker.write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
     os.replace(tmp_marker, out_dir / MARKER)
     return written
+
+
+def protoset_path(out_dir: Path = OUT_DIR) -> Path:
+    """Where the descriptor set is; raise :class:`ProtosetMissingError` if it was not made."""
+    path = out_dir / PROTOSET
+    if not path.is_file():
+        raise ProtosetMissingError(
+            f"no descriptor set at {path}: generate it (make venv, or python -m "
+            "mmgraph.service.rpc.codegen)"
+        )
+    return path
 
 
 def stale_protos(proto_dir: Path = PROTO_DIR, out_dir: Path = OUT_DIR) -> list[str]:

@@ -89,6 +89,10 @@ class ErrorInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, service: str) -> None:
         self._prefix = f"/{service}/"
+        # method -> (handler, its wrapped twin): wrapped once, not on every call. Kept per
+        # method, so a handler made for one call (a token refusal) replaces the entry, never
+        # adds one.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def intercept_service(
         self,
@@ -98,7 +102,11 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or not handler_call_details.method.startswith(self._prefix):
             return handler
-        return _rewrap(handler, _translated)
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is None or known[0] is not handler:
+            known = self._wrapped[method] = (handler, _rewrap(handler, _translated))
+        return known[1]
 
 
 class TokenInterceptor(grpc.ServerInterceptor):

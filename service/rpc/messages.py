@@ -68,15 +68,9 @@ def _value(value: pb.Value) -> Any:
     return None if kind is None else getattr(value, kind)
 
 
-def hit_message(hit: Hit, explanation: Explanation | None = None) -> pb.Hit:
-    """A node found (and why, when asked), as the ``Hit`` message."""
-    return pb.Hit(
-        uid=hit.uid,
-        type=hit.type,
-        score=hit.score,
-        display=hit.display,
-        explanation=explanation_message(explanation) if explanation else None,
-    )
+def hit_message(hit: Hit) -> pb.Hit:
+    """A node found, as the ``Hit`` message."""
+    return pb.Hit(uid=hit.uid, type=hit.type, score=hit.score, display=hit.display)
 
 
 def explanation_message(explanation: Explanation) -> pb.Explanation:
@@ -90,6 +84,21 @@ def explanation_message(explanation: Explanation) -> pb.Explanation:
         hit_modality_weights=explanation.hit_weights,
         peers=[pb.Peer(uid=uid, shared=n) for uid, n in explanation.peers],
     )
+
+
+def similar_message(
+    hits: list[Hit], run_id: str, space: str, why: list[Explanation] | None = None
+) -> pb.SimilarResponse:
+    """The nodes found (and why, when asked), as the ``SimilarResponse``. Each hit is made in
+    place in the reply: a ``Hit`` made apart and then copied in cost 4x as much (a tenth of a
+    uid query)."""
+    reply = pb.SimilarResponse(run_id=run_id, space=space)
+    add = reply.hits.add
+    for i, hit in enumerate(hits):
+        message = add(uid=hit.uid, type=hit.type, score=hit.score, display=hit.display)
+        if why is not None:
+            message.explanation.CopyFrom(explanation_message(why[i]))
+    return reply
 
 
 def clustering_message(result: Clustering, run_id: str) -> pb.ClusterResponse:

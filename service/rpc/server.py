@@ -11,37 +11,40 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from mmgraph.core.config import Settings
-from mmgraph.core.errors import FailedPreconditionError, UnavailableError
+from mmgraph.core.errors import FailedPreconditionError
 from mmgraph.graph.connection import open_store
+from mmgraph.graph.store import GraphStore
 from mmgraph.service.rpc.interceptors import ErrorInterceptor, TokenInterceptor
+from mmgraph.service.rpc.listen import ListenError
 from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2_grpc as pb_grpc
+from mmgraph.service.rpc.reflection import enable_reflection
 from mmgraph.service.rpc.servicer import SERVICE_NAME, AnalyticsServicer
+from mmgraph.service.serving.encoder_thread import set_forward_threads
 from mmgraph.service.serving.registry import Registry
 
 log = logging.getLogger(__name__)
-
-
-class ListenError(UnavailableError):
-    """The server cannot listen on its address (the port is taken, say)."""
 
 
 class TlsFilesError(FailedPreconditionError):
     """``MMGRAPH_TLS_CERT`` or ``MMGRAPH_TLS_KEY`` names a file that cannot be read."""
 
 
-MAX_WORKERS = 16
+# Threads for calls in progress. A text or image query holds its thread while it waits for its
+# batch's forward pass, so 16 of them (the former size) would leave no thread to other calls.
+MAX_WORKERS = 64
 STOP_GRACE_SECONDS = 10.0
 
 
 @dataclass
 class Server:
-    """A started server: the grpc server, its health servicer and the port it listens on."""
+    """A started server: the grpc server, its health servicer, the Analytics servicer and the
+    port it listens on."""
 
     grpc_server: grpc.Server
     health: health.HealthServicer
+    analytics: AnalyticsServicer
     port: int
 
     def stop(self, grace: float | None = STOP_GRACE_SECONDS) -> None:
@@ -49,18 +52,24 @@ class Server:
         seconds, and return when the server has stopped."""
         self.health.enter_graceful_shutdown()
         self.grpc_server.stop(grace).wait()
+        self.analytics.close()
 
     def wait(self) -> None:
         self.grpc_server.wait_for_termination()
 
 
 def create_server(
-    settings: Settings, registry: Registry, address: str = "127.0.0.1:0"
+    settings: Settings,
+    registry: Registry,
+    address: str = "127.0.0.1:0",
+    shared_port: bool = False,
 ) -> tuple[Server, int]:
     """Build and start a server on ``address`` (port 0: any free port); return it and its port.
 
     TLS is on when ``settings.tls_cert`` and ``settings.tls_key`` are set; every call but health
-    and reflection must carry ``settings.token`` when it is set.
+    and reflection must carry ``settings.token`` when it is set. A port already taken is an
+    error, unless ``shared_port``: then the kernel shares the port's connections out between
+    the processes listening on it (``SO_REUSEPORT``).
     """
     # The error interceptor first: it sees the token check's refusals too.
     interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(SERVICE_NAME)]
@@ -69,22 +78,18 @@ def create_server(
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(shared_port)),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="mmgraph-grpc"),
         interceptors=interceptors,
         options=options,
     )
-    pb_grpc.add_AnalyticsServicer_to_server(AnalyticsServicer(settings, registry), server)
+    analytics = AnalyticsServicer(settings, registry)
+    pb_grpc.add_AnalyticsServicer_to_server(analytics, server)
     health_servicer = add_health(server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    enable_reflection(
+        server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
     )
     try:
         if settings.tls_cert and settings.tls_key:
@@ -102,7 +107,7 @@ def create_server(
         raise ListenError(f"cannot listen on {address} (is the port taken?)")
     server.start()
     log.info("serving %s on port %d (tls %s)", SERVICE_NAME, port, bool(settings.tls_cert))
-    return Server(server, health_servicer, port), port
+    return Server(server, health_servicer, analytics, port), port
 
 
 def add_health(server: grpc.Server) -> health.HealthServicer:
@@ -116,25 +121,37 @@ def add_health(server: grpc.Server) -> health.HealthServicer:
 
 def serve(settings: Settings, port: int | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully: open the graph (schema set up once,
-    here), load the promoted model if there is one, listen on ``grpc_host:port``."""
+    here), load the promoted model if there is one, listen on ``grpc_host:port`` (several
+    processes on one port: :mod:`.workers`)."""
     with open_store(settings) as store:
         store.setup_schema()
-        registry = Registry(settings.home, store)
-        model = registry.use_promoted()
-        if model is None:
-            log.warning("no promoted model: similarity, clustering and link calls will fail")
-        address = f"{settings.grpc_host}:{settings.grpc_port if port is None else port}"
-        server, bound = create_server(settings, registry, address)
-        stopping = threading.Event()
-        previous = {
-            sig: signal.signal(sig, lambda *_: stopping.set())
-            for sig in (signal.SIGTERM, signal.SIGINT)
-        }
-        try:
-            log.warning("mmgraph serves on %s:%d", settings.grpc_host, bound)
-            stopping.wait()
-            log.warning("stopping: finishing calls in flight")
-        finally:
-            server.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        serve_until_stopped(settings, store, port)
+
+
+def serve_until_stopped(
+    settings: Settings, store: GraphStore, port: int | None = None, workers: int = 1
+) -> None:
+    """Serve the promoted model from ``store`` on ``grpc_host:port`` until SIGTERM or SIGINT,
+    then stop gracefully; this process is one of ``workers`` sharing the port and the cores
+    (each follows the promoted run: :class:`~mmgraph.service.serving.registry.Registry`)."""
+    shared_port = workers > 1
+    log.info("forward passes on %d torch thread(s)", set_forward_threads(workers))
+    registry = Registry(settings.home, store, follow_promoted=shared_port)
+    model = registry.use_promoted()
+    if model is None:
+        log.warning("no promoted model: similarity, clustering and link calls will fail")
+    address = f"{settings.grpc_host}:{settings.grpc_port if port is None else port}"
+    server, bound = create_server(settings, registry, address, shared_port)
+    stopping = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stopping.set())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        log.warning("mmgraph serves on %s:%d", settings.grpc_host, bound)
+        stopping.wait()
+        log.warning("stopping: finishing calls in flight")
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -49,7 +49,9 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
         settings: quarantine folder, image pixel limit, text encoder kind and device.
         registry: the active model (read once per call) and the store.
         encoders: the encoders of queries and ``Ingest`` (default: the settings'), loaded on
-            first use and shared by both.
+            first use and shared by both; their forward passes run on one thread
+            (:class:`~mmgraph.service.serving.query_encoder.QueryEncoder`), queries that arrive
+            together in one batch.
     """
 
     def __init__(
@@ -59,6 +61,10 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
         self.registry = registry
         self.encoders = encoders or Encoders.from_settings(settings)
         self.queries = QueryEncoder(self.encoders)
+
+    def close(self) -> None:
+        """Stop the encoder thread (after the server stopped taking calls)."""
+        self.queries.close()
 
     def Similar(
         self, request: pb.SimilarRequest, context: grpc.ServicerContext
@@ -78,16 +84,12 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
             hits = similar_to_query(model, self.queries, kind, value, **args)
         else:
             raise InvalidArgumentError("set one of uid, text or image as the query")
-        why: list[Explanation | None] = [None] * len(hits)
+        why = None
         if request.explain:
             args["deadline"].check("explaining the hits")
             source = request.uid if kind == "uid" else None
             why = explain_pairs(model, self.registry.store, source, [h.uid for h in hits])
-        return pb.SimilarResponse(
-            hits=[messages.hit_message(h, w) for h, w in zip(hits, why, strict=True)],
-            run_id=model.run_id,
-            space=model.space(request.space),
-        )
+        return messages.similar_message(hits, model.run_id, model.space(request.space), why)
 
     def Cluster(
         self, request: pb.ClusterRequest, context: grpc.ServicerContext
@@ -157,7 +159,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
             self.registry.store,
             messages.raw_records(request_iterator, source),
             source,
-            self.encoders,
+            self.queries.ingest_encoders(),
             on_refusal=refused.append,
         )
         return pb.IngestResponse(

@@ -11,6 +11,11 @@ of the changed indexes with the new rows appended, then one reference replaced).
 them up without a restart or a call of its own: :meth:`Registry.require` compares the overlay's
 version (a file header) with the served one at most every ``fresh_poll_seconds`` and refreshes
 when it moved, so a refresh made by another process answers within that delay.
+
+Several server processes on one port (``mmgraph serve --workers N``) each have a registry that
+follows the promoted run (``follow_promoted``): the same poll notices a new promoted run and loads
+it in the background, so a ``UseModel`` that promotes, answered by one process, switches them
+all; one that does not promote is refused there (it would switch one process of N).
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mmgraph.core.errors import InvalidArgumentError
+from mmgraph.core.errors import FailedPreconditionError, InvalidArgumentError
 from mmgraph.gnn.runs import (
     ModelRun,
     NoModelError,
@@ -40,6 +46,7 @@ from mmgraph.service.serving.index import VectorIndex
 log = logging.getLogger(__name__)
 
 DISPLAY_LENGTH = 80
+SPANNING_MOST = 100_000  # vectors: an exact search over as many takes ~2.4 ms (DESIGN §7)
 DEFAULT_SPACE = "fused"
 FRESH_POLL_SECONDS = 1.0
 
@@ -50,6 +57,10 @@ class UnknownSpaceError(InvalidArgumentError):
 
 class UnknownTypeError(InvalidArgumentError):
     """A node type the active model does not embed (in the space asked for)."""
+
+
+class SwitchNotPromotedError(FailedPreconditionError):
+    """A switch that does not promote, asked of one of several server processes."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +77,59 @@ class TypeIndex:
     positions: np.ndarray
 
 
+@dataclass(frozen=True)
+class SpaceIndex:
+    """Every node type's vectors of one space in one exact index, so that a search over all
+    types is one search instead of one per type (each costs a call's worth of overhead: a uid
+    query over the four types of the emoji graph spent more on them than on the scan).
+
+    Type ``types[i]``'s index rows come at ``starts[i]`` onwards, in their :class:`TypeIndex`
+    order; ``starts`` ends with the total.
+    """
+
+    index: VectorIndex
+    types: tuple[str, ...]
+    starts: tuple[int, ...]
+
+    @classmethod
+    def build(cls, entries: dict[str, TypeIndex]) -> SpaceIndex:
+        """One exact index over ``entries``' vectors, in their order."""
+        vectors = np.concatenate([entry.vectors for entry in entries.values()])
+        starts = np.cumsum([0, *(len(entry.rows) for entry in entries.values())])
+        return cls(
+            VectorIndex.build(vectors, exact_below=len(vectors) + 1),
+            tuple(entries),
+            tuple(starts.tolist()),
+        )
+
+    def locate(self, position: int) -> tuple[int, int]:
+        """The type (its number in ``types``) and the position in that type's index of index
+        row ``position``."""
+        i = bisect_right(self.starts, position) - 1
+        return i, position - self.starts[i]
+
+
+def spanning_indexes(
+    indexes: dict[tuple[str, str], TypeIndex], most: int = SPANNING_MOST
+) -> dict[str, SpaceIndex]:
+    """A :class:`SpaceIndex` for each space of several types whose indexes are all exact and
+    hold ``most`` vectors or fewer in all; the answers are the same as the types' own searches
+    merged (the scores are the same sums), so larger, approximate spaces keep those."""
+    spaces: dict[str, dict[str, TypeIndex]] = {}
+    for (space, node_type), entry in indexes.items():
+        spaces.setdefault(space, {})[node_type] = entry
+    return {
+        space: SpaceIndex.build(entries)
+        for space, entries in spaces.items()
+        if len(entries) > 1
+        and all(e.index.exact for e in entries.values())
+        and sum(len(e.rows) for e in entries.values()) <= most
+    }
+
+
 class ActiveModel:
-    """A loaded run: its indexes per (space, node type), uid lookup and display texts."""
+    """A loaded run: its indexes per (space, node type) and across the types of small spaces
+    (:attr:`spanning`), uid lookup and display texts."""
 
     def __init__(
         self,
@@ -78,6 +140,7 @@ class ActiveModel:
     ) -> None:
         self.run = run
         self.indexes = indexes
+        self.spanning = spanning_indexes(indexes)
         self.display = display
         self.store = store
         self.nodes: dict[str, tuple[str, int]] = {
@@ -209,7 +272,10 @@ class Registry:
         store: the graph, for display texts and the queries that read it.
         exact_below: index sizes below which search is exact (see :class:`VectorIndex`).
         fresh_poll_seconds: how often (at most) a call checks the served run's overlay for nodes
-            appended by another process; ``None``: never (call :meth:`refresh`).
+            appended by another process (and, when following, which run is promoted); ``None``:
+            never (call :meth:`refresh`).
+        follow_promoted: serve whichever run is promoted, switching when another process
+            promotes one; a switch that does not promote is refused.
     """
 
     def __init__(
@@ -218,14 +284,17 @@ class Registry:
         store: GraphStore,
         exact_below: int = 100_000,
         fresh_poll_seconds: float | None = FRESH_POLL_SECONDS,
+        follow_promoted: bool = False,
     ) -> None:
         self.home = Path(home)
         self.store = store
         self.exact_below = exact_below
         self.fresh_poll_seconds = fresh_poll_seconds
+        self.follow_promoted = follow_promoted
         self._active: ActiveModel | None = None
         self._switch = threading.Lock()
         self._next_poll = 0.0
+        self._following: threading.Thread | None = None
 
     @property
     def active(self) -> ActiveModel | None:
@@ -236,13 +305,13 @@ class Registry:
         """The model answering now; raise :class:`~mmgraph.gnn.runs.NoModelError` if there is
         none."""
         model = self._active
+        if self.fresh_poll_seconds is not None and time.monotonic() >= self._next_poll:
+            model = self._poll(model)
         if model is None:
             raise NoModelError(
                 "no model is active: train one (mmgraph train) and promote it, or call UseModel "
                 "with a run id from ListModels"
             )
-        if self.fresh_poll_seconds is not None and time.monotonic() >= self._next_poll:
-            model = self._poll_fresh(model)
         return model
 
     def refresh(self) -> int:
@@ -262,13 +331,16 @@ class Registry:
             log.info("model %s now serves %d more nodes", fresh.run_id, added)
         return added
 
-    def _poll_fresh(self, model: ActiveModel) -> ActiveModel:
-        """The served model, refreshed first if its overlay moved. Never blocks a call: when
-        a switch or refresh holds the lock, the call goes on with what it has."""
+    def _poll(self, model: ActiveModel | None) -> ActiveModel | None:
+        """The served model, refreshed first if its overlay moved; when following, a newly
+        promoted run starts loading in the background. Never blocks a call: when a switch or
+        refresh holds the lock, the call goes on with what it has."""
         if not self._switch.acquire(blocking=False):
             return model
         try:
             self._next_poll = time.monotonic() + (self.fresh_poll_seconds or 0.0)
+            if self.follow_promoted:
+                self._follow()
             current = self._active
             if current is not None and fresh_version(current.run.path) != (
                 current.run.fresh_version
@@ -276,16 +348,49 @@ class Registry:
                 self._refresh_locked()
         except Exception:
             # A damaged or half-copied overlay must not fail queries: keep serving what we have.
-            log.exception("could not serve the fresh nodes of model %s", model.run_id)
+            log.exception("could not serve the fresh nodes of model %s", model and model.run_id)
         finally:
             self._switch.release()
         return self._active or model
 
+    def _follow(self) -> None:
+        """Start loading the promoted run in the background if it is not the one served (and
+        no such load is under way)."""
+        promoted = active_run_id(self.home)
+        served = self._active.run_id if self._active is not None else None
+        if promoted is None or promoted == served:
+            return
+        if self._following is not None and self._following.is_alive():
+            return
+        self._following = threading.Thread(
+            target=self._switch_to_promoted, args=(promoted,), name="mmgraph-follow", daemon=True
+        )
+        self._following.start()
+
+    def _switch_to_promoted(self, run_id: str) -> None:
+        try:
+            self._load_and_switch(run_id, promote=False)
+        except Exception:
+            # A run promoted half-copied or deleted: keep serving, the next poll tries again.
+            log.exception("could not switch to the promoted model %s", run_id)
+
     def use(self, run_id: str, promote: bool = False) -> tuple[ActiveModel, ActiveModel | None]:
         """Load ``run_id``, build its indexes, then make it answer; return (new, previous).
 
-        With ``promote`` the run is also recorded as the promoted one (served after a restart).
+        With ``promote`` the run is also recorded as the promoted one (served after a restart,
+        and by every process of a server that follows the promoted run). A registry that follows
+        the promoted run switches only by promoting.
         """
+        if self.follow_promoted and not promote:
+            raise SwitchNotPromotedError(
+                "this server runs several processes, each serving the promoted model: switch "
+                "with promote (UseModel promote=true) so that all of them switch"
+            )
+        return self._load_and_switch(run_id, promote)
+
+    def _load_and_switch(
+        self, run_id: str, promote: bool
+    ) -> tuple[ActiveModel, ActiveModel | None]:
         with self._switch:
             model = ActiveModel.load(load_run(self.home, run_id), self.store, self.exact_below)
             if promote:
@@ -297,7 +402,7 @@ class Registry:
     def use_promoted(self) -> ActiveModel | None:
         """Serve the promoted run, if there is one (at start-up)."""
         run_id = active_run_id(self.home)
-        return None if run_id is None else self.use(run_id)[0]
+        return None if run_id is None else self._load_and_switch(run_id, promote=False)[0]
 
     def runs(self) -> list[ModelRun]:
         """Every trained run, newest first."""

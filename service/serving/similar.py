@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.service.serving.deadline import NO_DEADLINE, Deadline
 from mmgraph.service.serving.options import DEFAULT_K, check_k
 from mmgraph.service.serving.query_encoder import QueryEncoder
-from mmgraph.service.serving.registry import ActiveModel
+from mmgraph.service.serving.registry import ActiveModel, TypeIndex
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class Hit:
     type: str
     score: float
     display: str
+
+
+Candidate = tuple[float, str, int]  # (score, node type, node row)
 
 
 def similar_to_node(
@@ -43,18 +47,35 @@ def similar_to_node(
     space = model.space(space)
     wanted = model.types(space, tuple(types))
     query = model.vector(space, uid)
-    own_type, _ = model.node(uid)
+    own_type, own_row = model.node(uid)
     deadline.check("the search")
-    found = []
+    if not types and space in model.spanning:
+        return merge_hits(model, _across_types(model, space, query, k, own_type, own_row), k)
+    found: list[Candidate] = []
     for node_type in wanted:
         entry = model.indexes[(space, node_type)]
-        scores, positions = entry.index.search(query, k + (node_type == own_type))
-        rows = entry.rows[positions[0][positions[0] >= 0]]
-        scores = scores[0][: len(rows)]
-        uids = model.run.uids[node_type]
-        keep = np.fromiter((uids[r] != uid for r in rows), dtype=bool, count=len(rows))
-        found.append((node_type, scores[keep][:k], rows[keep][:k]))
+        own = int(entry.positions[own_row]) if node_type == own_type else -1
+        scores, positions = entry.index.search(query, k + (own >= 0))
+        found += _candidates(node_type, entry, scores, positions, own)
     return merge_hits(model, found, k)
+
+
+def _across_types(
+    model: ActiveModel, space: str, query: np.ndarray, k: int, own_type: str, own_row: int
+) -> list[Candidate]:
+    """The ``k`` nearest of every type to node (``own_type``, ``own_row``), itself excluded, in
+    one search of the space's spanning index."""
+    span = model.spanning[space]
+    own = span.starts[span.types.index(own_type)]
+    own += int(model.indexes[(space, own_type)].positions[own_row])
+    scores, positions = span.index.search(query, k + 1)
+    found = []
+    for score, position in zip(scores[0].tolist(), positions[0].tolist(), strict=True):
+        if position >= 0 and position != own:
+            i, at = span.locate(position)
+            node_type = span.types[i]
+            found.append((score, node_type, model.indexes[(space, node_type)].rows.item(at)))
+    return found
 
 
 def similar_to_vector(
@@ -75,8 +96,9 @@ def similar_to_vector(
     k = check_k(k)
     space = model.space(space)
     wanted = model.types(space, tuple(types))
-    found = []
+    found: list[Candidate] = []
     refusals = []
+    searched = False
     for node_type in wanted:
         deadline.check("the search")
         try:
@@ -88,9 +110,9 @@ def similar_to_vector(
             continue
         entry = model.indexes[(space, node_type)]
         scores, positions = entry.index.search(query, k)
-        valid = positions[0] >= 0
-        found.append((node_type, scores[0][valid], entry.rows[positions[0][valid]]))
-    if not found:
+        found += _candidates(node_type, entry, scores, positions)
+        searched = True
+    if not searched:
         raise InvalidArgumentError(
             f"model {model.run_id} cannot map a {modality} query into space {space!r} for any "
             f"node type: {'; '.join(refusals)}"
@@ -114,30 +136,31 @@ def similar_to_query(
     model.types(model.space(space), tuple(types))
     model.run.check_query_space(modality, model.space(space))
     deadline.check("encoding the query")
-    vector = encoder.encode(modality, value)
+    vector = encoder.encode(modality, value, deadline)
     return similar_to_vector(model, modality, vector, k, types, space, deadline)
 
 
-def merge_hits(
-    model: ActiveModel, found: list[tuple[str, np.ndarray, np.ndarray]], k: int
-) -> list[Hit]:
-    """The ``k`` best of per-type (type, scores, node rows) results, best first."""
-    if not found:
-        return []
-    scores = np.concatenate([s for _, s, _ in found])
-    best = np.argsort(-scores, kind="stable")[:k]
-    bounds = np.cumsum([0] + [len(s) for _, s, _ in found])
-    part = np.searchsorted(bounds, best, side="right") - 1
-    hits = []
-    for i, p in zip(best.tolist(), part.tolist(), strict=True):
-        node_type, _, rows = found[p]
-        row = int(rows[i - bounds[p]])
-        hits.append(
-            Hit(
-                model.run.uids[node_type][row],
-                node_type,
-                float(scores[i]),
-                model.display[node_type][row],
-            )
-        )
-    return hits
+def _candidates(
+    node_type: str,
+    entry: TypeIndex,
+    scores: np.ndarray,
+    positions: np.ndarray,
+    skip: int = -1,
+) -> list[Candidate]:
+    """One query's search results in ``entry`` as (score, type, node row), best first, without
+    the empty slots and the index position ``skip``. Plain Python: a few rows each, where numpy's
+    per-call overhead would cost more than the work."""
+    rows = entry.rows
+    return [
+        (score, node_type, rows.item(position))
+        for score, position in zip(scores[0].tolist(), positions[0].tolist(), strict=True)
+        if position >= 0 and position != skip
+    ]
+
+
+def merge_hits(model: ActiveModel, found: list[Candidate], k: int) -> list[Hit]:
+    """The ``k`` best of (score, type, node row) candidates, best first; equal scores keep the
+    order they were found in."""
+    best = sorted(found, key=itemgetter(0), reverse=True)[:k]
+    uids, display = model.run.uids, model.display
+    return [Hit(uids[t][row], t, score, display[t][row]) for score, t, row in best]

@@ -48,6 +48,7 @@ COMMANDS = [
     ["query", "predict-links"],
     ["query", "score-links"],
     ["serve"],
+    ["protoset"],
     ["demo"],
 ]
 

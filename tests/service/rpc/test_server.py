@@ -10,6 +10,7 @@ import grpc
 import neo4j
 import numpy as np
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from model_runs import EMOJI, save_run, train_run
@@ -45,7 +46,7 @@ def served(home: Settings, graph: GraphStore, serve):
 
 def test_generated_code_is_not_older_than_the_proto() -> None:
     assert codegen.proto_files(), "no protos"
-    assert codegen.stale_protos() == [], "run: python -m mmgraph.service.codegen"
+    assert codegen.stale_protos() == [], "run: python -m mmgraph.service.rpc.codegen"
 
 
 def test_generated_code_goes_stale_when_a_proto_changes(tmp_path: Path) -> None:
@@ -279,6 +280,37 @@ def test_health_and_reflection(served) -> None:
         (answer,) = stub.ServerReflectionInfo(iter([request]), timeout=10)
         names = {s.name for s in answer.list_services_response.service}
         assert {"mmgraph.v1.Analytics", "grpc.health.v1.Health"} <= names
+
+
+@pytest.mark.parametrize(
+    "symbol",
+    [
+        "mmgraph.v1.Analytics",  # a service
+        "mmgraph.v1.Analytics.Similar",  # a method: what ghz --call and grpcurl describe ask
+        "mmgraph.v1.Analytics.Ingest",
+        "mmgraph.v1.SimilarRequest",  # a message
+        "mmgraph.v1.SimilarRequest.uid",  # a field
+        "mmgraph.v1.SimilarRequest.query",  # a oneof
+        "mmgraph.v1.Item.NumbersEntry",  # a nested message
+        "mmgraph.v1.ClusterMethod",  # an enum
+        "mmgraph.v1.CLUSTER_METHOD_KMEANS",  # an enum value (scoped beside its enum)
+        "mmgraph.v1.ClusterMethod.CLUSTER_METHOD_KMEANS",  # the same, as grpcurl names it
+    ],
+)
+def test_reflection_resolves_every_symbol_to_its_file(served, symbol: str) -> None:
+    target = served.channel._channel.target().decode()
+    with grpc.insecure_channel(target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        asked = [
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol=f"{symbol}Nope"),
+        ]
+        found, missing = stub.ServerReflectionInfo(iter(asked), timeout=10)
+    (proto,) = found.file_descriptor_response.file_descriptor_proto
+    file = descriptor_pb2.FileDescriptorProto.FromString(proto)
+    assert (file.name, file.package) == ("mmgraph/v1/analytics.proto", "mmgraph.v1")
+    assert [m.name for m in file.service[0].method][0] == "Similar"
+    assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
 def test_list_and_use_models(served, home: Settings) -> None:
