@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,6 +34,8 @@ from mmgraph.graph.schema import (
 
 MAX_UID_LENGTH = 512
 INT64 = (-(2**63), 2**63 - 1)
+# Vectors are stored as float32: a larger magnitude would become infinite.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Relationship properties mmgraph sets itself.
 RESERVED_RELATION_PROPERTIES = frozenset({"weight", "source"})
 
@@ -90,6 +93,15 @@ def _relation_properties(props: dict[str, Any]) -> dict[str, Any]:
     return _properties(props, RESERVED_RELATION_PROPERTIES)
 
 
+def _finite_vector(values: list[float]) -> list[float]:
+    """Refuse a value that is not finite once stored as float32 (NaN, infinity, or beyond
+    float32's range); one pass in C over the list, not a Python call per element."""
+    if all(map(math.isfinite, values)) and max(map(abs, values), default=0.0) <= FLOAT32_MAX:
+        return values
+    first = next(i for i, v in enumerate(values) if not abs(v) <= FLOAT32_MAX)
+    raise ValueError(f"value {first} ({values[first]}) is not a finite float32 number")
+
+
 def _vector_names(vectors: dict[str, list[float]]) -> dict[str, list[float]]:
     for name, values in vectors.items():
         check_modality_name(name)
@@ -105,6 +117,7 @@ Text = Annotated[StrictStr, AfterValidator(_utf8)]
 TypeName = Annotated[StrictStr, AfterValidator(check_type_name)]
 Uid = Annotated[Text, Field(min_length=1, max_length=MAX_UID_LENGTH)]
 Number = Annotated[StrictFloat, AfterValidator(_finite)]
+Vector = Annotated[list[StrictFloat], AfterValidator(_finite_vector)]
 Properties = Annotated[dict[str, Any], AfterValidator(_properties)]
 RelationProperties = Annotated[dict[str, Any], AfterValidator(_relation_properties)]
 
@@ -123,7 +136,7 @@ class Item(BaseModel):
         Annotated[Text, Field(min_length=1)] | Annotated[StrictBytes, Field(min_length=1)] | None
     ) = None
     numbers: dict[Annotated[Text, Field(min_length=1)], Number] | None = None
-    vectors: Annotated[dict[str, list[Number]], AfterValidator(_vector_names)] | None = None
+    vectors: Annotated[dict[str, Vector], AfterValidator(_vector_names)] | None = None
     props: Properties = Field(default_factory=dict)
 
 
