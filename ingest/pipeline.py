@@ -42,17 +42,18 @@ from typing import Any
 
 from mmgraph.core.errors import MmgraphError, UnavailableError
 from mmgraph.graph import audit
-from mmgraph.graph.store import GraphStore, RelRow
+from mmgraph.graph.store import BatchResult, GraphStore, NodeRow, RelRow, TypeConflictError
 from mmgraph.ingest.encoding import Encoders, encode_items
 from mmgraph.ingest.files import HashedFiles
-from mmgraph.ingest.numbers import NumberEncoders
+from mmgraph.ingest.numbers import GraphFits, HeldVectors, NumberEncoders
 from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
 from mmgraph.ingest.quarantine import Quarantine, Refusal
 from mmgraph.ingest.readers import RawRecord, batched, check_file
 from mmgraph.ingest.records import Item, Location, RecordError, Relation, parse_record
-from mmgraph.ingest.scratch import Scratch
+from mmgraph.ingest.scratch import HeldRelation, Scratch
 from mmgraph.ingest.timings import add_time
 from mmgraph.ingest.validator import Validator
+from mmgraph.ingest.writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
@@ -188,63 +189,137 @@ def _stream(
     result: IngestResult,
 ) -> None:
     """Validate and write items ``batch_size`` at a time as they are read, holding relations in
-    the scratch file; then finish first numeric fits and write the relations."""
+    the scratch file; then finish first numeric fits and write the relations. Each batch is
+    written on the writer's thread while the next one is read, validated and encoded."""
     validator = Validator(scratch, store.vector_dimension)
-    numbers = NumberEncoders(store, scratch)
+    numbers = NumberEncoders(GraphFits(store), scratch)
+    items = _ItemWriter(store, options, encoders, numbers, quarantine, scratch, result)
     pending: list[tuple[Location, Item, Any]] = []
-    t0 = time.perf_counter()
-    for location, raw in records:
+    with BackgroundWriter() as writer:
+        t0 = time.perf_counter()
+        for location, raw in records:
+            try:
+                if isinstance(raw, RecordError):
+                    raise raw
+                record = parse_record(raw, location)
+                if isinstance(record, Relation):
+                    scratch.hold_relation(location, record, raw)
+                    continue
+                validator.check(record, location)
+                pending.append((location, record, raw))
+            except RecordError as error:
+                quarantine.add(error, raw)
+            if len(pending) >= options.batch_size:
+                add_time(result.timings, "validate", t0)
+                items.write(pending, writer)
+                pending = []
+                t0 = time.perf_counter()
+        add_time(result.timings, "validate", t0)
+        if pending:
+            items.write(pending, writer)
+        for held in numbers.held_vectors(options.batch_size, result.timings):
+            writer.submit(lambda held=held: _set_vectors(store, held, result), _no_result)
+        _write_relations(store, scratch, options, quarantine, result, writer)
+        result.timings["wait_for_writes"] = writer.waited
+
+
+class _ItemWriter:
+    """Encodes batches of validated items and hands them to the writer; a batch whose uids
+    turn out stored with another type is written again without them, and they are quarantined."""
+
+    def __init__(
+        self,
+        store: GraphStore,
+        options: IngestOptions,
+        encoders: Encoders,
+        numbers: NumberEncoders,
+        quarantine: Quarantine,
+        scratch: Scratch,
+        result: IngestResult,
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.encoders = encoders
+        self.numbers = numbers
+        self.quarantine = quarantine
+        self.scratch = scratch
+        self.result = result
+
+    def write(self, batch: list[tuple[Location, Item, Any]], writer: BackgroundWriter) -> None:
+        """Encode ``batch`` and start its write (one transaction)."""
+        # Only text and pictures are skipped when unchanged, so only their items' stored state
+        # is read, and after the write in flight if that write holds any of them.
+        asked = [
+            item.uid for _, item, _ in batch if item.text is not None or item.image is not None
+        ]
+        if writer.writing(asked):
+            writer.wait()
+        states = self.store.node_states(asked) if asked else {}
+        good = []
+        for location, item, raw in batch:
+            state = states.get(item.uid)
+            if state is not None and state.type != item.type:
+                self._refuse(location, item.uid, state.type, raw)
+            else:
+                good.append((location, item, raw))
+        rows = encode_items(
+            good,
+            states,
+            self.options,
+            self.encoders,
+            self.numbers,
+            self.quarantine,
+            self.result.timings,
+        )
+        sources = {item.uid: (location, raw) for location, item, raw in good}
+        writer.submit(
+            lambda: self._write(rows),
+            lambda outcome: self._written(outcome, rows, sources),
+            [row.uid for row in rows],
+        )
+
+    def _write(self, rows: list[NodeRow]) -> BatchResult | TypeConflictError:
+        t0 = time.perf_counter()
         try:
-            if isinstance(raw, RecordError):
-                raise raw
-            record = parse_record(raw, location)
-            if isinstance(record, Relation):
-                scratch.hold_relation(location, record, raw)
-                continue
-            validator.check(record, location)
-            pending.append((location, record, raw))
-        except RecordError as error:
-            quarantine.add(error, raw)
-        if len(pending) >= options.batch_size:
-            add_time(result.timings, "validate", t0)
-            _write_items(store, pending, options, encoders, numbers, quarantine, scratch, result)
-            pending = []
-            t0 = time.perf_counter()
-    add_time(result.timings, "validate", t0)
-    if pending:
-        _write_items(store, pending, options, encoders, numbers, quarantine, scratch, result)
-    numbers.finish(options.batch_size, result.run_id or "", result.timings)
-    _write_relations(store, scratch, options, quarantine, result)
+            return self.store.write_batch(rows, [], self.result.run_id or "")
+        except TypeConflictError as conflict:
+            return conflict
+        finally:
+            add_time(self.result.timings, "write_nodes", t0)
+
+    def _written(
+        self,
+        outcome: BatchResult | TypeConflictError,
+        rows: list[NodeRow],
+        sources: dict[str, tuple[Location, Any]],
+    ) -> None:
+        if isinstance(outcome, TypeConflictError):
+            # Nothing of the batch was written: refuse the clashing items, write the others.
+            for uid, stored in outcome.conflicts.items():
+                location, raw = sources[uid]
+                self._refuse(location, uid, stored, raw)
+            rows = [row for row in rows if row.uid not in outcome.conflicts]
+            outcome = self._write(rows)
+            if isinstance(outcome, TypeConflictError):  # stored meanwhile by another writer
+                raise outcome
+        self.result.nodes_written += outcome.nodes_written
+        self.result.nodes_created += outcome.nodes_created
+        self.scratch.mark_written(row.uid for row in rows)
+        log.info("run %s: %d nodes written", self.result.run_id, self.result.nodes_written)
+
+    def _refuse(self, location: Location, uid: str, stored: str, raw: Any) -> None:
+        message = f"uid {uid!r} is stored as a {stored}"
+        self.quarantine.add(RecordError(location, "type", message), raw)
 
 
-def _write_items(
-    store: GraphStore,
-    batch: list[tuple[Location, Item, Any]],
-    options: IngestOptions,
-    encoders: Encoders,
-    numbers: NumberEncoders,
-    quarantine: Quarantine,
-    scratch: Scratch,
-    result: IngestResult,
-) -> None:
-    """Encode and write one batch of items (one transaction); note the uids written."""
-    states = store.node_states(item.uid for _, item, _ in batch)
-    good = []
-    for location, item, raw in batch:
-        state = states.get(item.uid)
-        if state is not None and state.type != item.type:
-            message = f"uid {item.uid!r} is stored as a {state.type}"
-            quarantine.add(RecordError(location, "type", message), raw)
-        else:
-            good.append((location, item, raw))
-    rows = encode_items(good, states, options, encoders, numbers, quarantine, result.timings)
+def _set_vectors(store: GraphStore, held: HeldVectors, result: IngestResult) -> None:
     t0 = time.perf_counter()
-    written = store.write_batch(rows, [], result.run_id or "")
+    store.set_vectors("num", held.tag, held.rows)
     add_time(result.timings, "write_nodes", t0)
-    result.nodes_written += written.nodes_written
-    result.nodes_created += written.nodes_created
-    scratch.mark_written(row.uid for row in rows)
-    log.info("run %s: %d nodes written", result.run_id, result.nodes_written)
+
+
+def _no_result(_: None) -> None:
+    return None
 
 
 def _write_relations(
@@ -253,34 +328,61 @@ def _write_relations(
     options: IngestOptions,
     quarantine: Quarantine,
     result: IngestResult,
+    writer: BackgroundWriter,
 ) -> None:
-    """Write the held relations in batches; refuse those naming an item this run refused."""
-    refused = scratch.unwritten(quarantine.rejected)
+    """Write the held relations in batches; refuse those naming an item this run refused or
+    one neither written by this run nor stored (the store is asked only about the latter)."""
+    writer.wait()  # every item is written, and noted so, before endpoints are looked up
+    refused = quarantine.rejected
     for batch in batched(scratch.relations(), options.batch_size):
-        endpoints = {uid for _, rel, _ in batch for uid in (rel.src, rel.dst)}
-        present = store.existing_types(endpoints)
+        unknown = {
+            uid
+            for held in batch
+            for uid, written in ((held.row.src, held.src_written), (held.row.dst, held.dst_written))
+            if not written and uid not in refused
+        }
+        present = store.existing_types(unknown) if unknown else {}
         rows = []
-        for location, rel, raw in batch:
-            error = _endpoint_error(rel, location, present, refused)
+        for held in batch:
+            error = _endpoint_error(held, present, refused)
             if error is not None:
-                quarantine.add(error, raw)
-                continue
-            rows.append(rel)
-        t0 = time.perf_counter()
-        written = store.write_batch([], rows, result.run_id or "")
+                quarantine.add(error, held.raw())
+            else:
+                rows.append(held.row)
+        writer.submit(
+            lambda rows=rows: _write_relationships(store, rows, result),
+            lambda written: _relationships_written(written, result),
+        )
+    writer.wait()
+
+
+def _write_relationships(
+    store: GraphStore, rows: list[RelRow], result: IngestResult
+) -> BatchResult:
+    t0 = time.perf_counter()
+    try:
+        return store.write_batch([], rows, result.run_id or "")
+    finally:
         add_time(result.timings, "write_relationships", t0)
-        result.relationships_written += written.relationships_written
-        result.relationships_created += written.relationships_created
-        log.info("run %s: %d relationships written", result.run_id, result.relationships_written)
+
+
+def _relationships_written(written: BatchResult, result: IngestResult) -> None:
+    result.relationships_written += written.relationships_written
+    result.relationships_created += written.relationships_created
+    log.info("run %s: %d relationships written", result.run_id, result.relationships_written)
 
 
 def _endpoint_error(
-    rel: RelRow, location: Location, present: dict[str, str], refused: set[str]
+    held: HeldRelation, present: dict[str, str], refused: set[str]
 ) -> RecordError | None:
-    for side in ("src", "dst"):
-        uid = getattr(rel, side)
+    for side, uid, written in (
+        ("src", held.row.src, held.src_written),
+        ("dst", held.row.dst, held.dst_written),
+    ):
+        if written:
+            continue
         if uid in refused:
-            return RecordError(location, side, f"item {uid!r} was quarantined in this run")
+            return RecordError(held.location, side, f"item {uid!r} was quarantined in this run")
         if uid not in present:
-            return RecordError(location, side, f"no item {uid!r} in the graph or the input")
+            return RecordError(held.location, side, f"no item {uid!r} in the graph or the input")
     return None
