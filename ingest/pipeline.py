@@ -48,11 +48,11 @@ from mmgraph.ingest.files import HashedFiles
 from mmgraph.ingest.numbers import GraphFits, HeldVectors, NumberEncoders
 from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
 from mmgraph.ingest.quarantine import Quarantine, Refusal
-from mmgraph.ingest.readers import RawRecord, batched, check_file
-from mmgraph.ingest.records import Item, Location, RecordError, Relation, parse_record
+from mmgraph.ingest.readers import RawRecord, check_file
+from mmgraph.ingest.records import Location, RecordError
 from mmgraph.ingest.scratch import HeldRelation, Scratch
+from mmgraph.ingest.stream import ItemBatch, endpoint_error, stream_records
 from mmgraph.ingest.timings import add_time
-from mmgraph.ingest.validator import Validator
 from mmgraph.ingest.writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,11 @@ def _run(
     }
     audit.start_run(store, run_id, source, **props)
     try:
-        with Scratch() as scratch:
-            _stream(store, records, options, encoders or Encoders(), quarantine, scratch, result)
+        with Scratch() as scratch, BackgroundWriter() as writer:
+            sink = StoreSink(
+                store, options, encoders or Encoders(), scratch, quarantine, result, writer
+            )
+            stream_records(records, sink, options, scratch, quarantine, result)
     except MmgraphError as e:
         # An error of one of the kinds (a dead database, say) stopped the run: the audit trail
         # records it as failed, and a rerun completes it.
@@ -179,81 +182,43 @@ def _finish(
         log.error("could not record the end of run %s: %s", result.run_id, e)
 
 
-def _stream(
-    store: GraphStore,
-    records: Iterable[RawRecord],
-    options: IngestOptions,
-    encoders: Encoders,
-    quarantine: Quarantine,
-    scratch: Scratch,
-    result: IngestResult,
-) -> None:
-    """Validate and write items ``batch_size`` at a time as they are read, holding relations in
-    the scratch file; then finish first numeric fits and write the relations. Each batch is
-    written on the writer's thread while the next one is read, validated and encoded."""
-    validator = Validator(scratch, store.vector_dimension)
-    numbers = NumberEncoders(GraphFits(store), scratch)
-    items = _ItemWriter(store, options, encoders, numbers, quarantine, scratch, result)
-    pending: list[tuple[Location, Item, Any]] = []
-    with BackgroundWriter() as writer:
-        t0 = time.perf_counter()
-        for location, raw in records:
-            try:
-                if isinstance(raw, RecordError):
-                    raise raw
-                record = parse_record(raw, location)
-                if isinstance(record, Relation):
-                    scratch.hold_relation(location, record, raw)
-                    continue
-                validator.check(record, location)
-                pending.append((location, record, raw))
-            except RecordError as error:
-                quarantine.add(error, raw)
-            if len(pending) >= options.batch_size:
-                add_time(result.timings, "validate", t0)
-                items.write(pending, writer)
-                pending = []
-                t0 = time.perf_counter()
-        add_time(result.timings, "validate", t0)
-        if pending:
-            items.write(pending, writer)
-        for held in numbers.held_vectors(options.batch_size, result.timings):
-            writer.submit(lambda held=held: _set_vectors(store, held, result), _no_result)
-        _write_relations(store, scratch, options, quarantine, result, writer)
-        result.timings["wait_for_writes"] = writer.waited
+class StoreSink:
+    """Writes a run into the graph, one transaction per batch, each on the writer's thread
+    while the next batch is read, validated and encoded. An item whose uid turns out stored
+    with another type is quarantined and its batch written again without it."""
 
-
-class _ItemWriter:
-    """Encodes batches of validated items and hands them to the writer; a batch whose uids
-    turn out stored with another type is written again without them, and they are quarantined."""
+    merges = True
 
     def __init__(
         self,
         store: GraphStore,
         options: IngestOptions,
         encoders: Encoders,
-        numbers: NumberEncoders,
-        quarantine: Quarantine,
         scratch: Scratch,
+        quarantine: Quarantine,
         result: IngestResult,
+        writer: BackgroundWriter,
     ) -> None:
         self.store = store
         self.options = options
         self.encoders = encoders
-        self.numbers = numbers
-        self.quarantine = quarantine
         self.scratch = scratch
+        self.quarantine = quarantine
         self.result = result
+        self.writer = writer
+        self.numbers = NumberEncoders(GraphFits(store), scratch)
 
-    def write(self, batch: list[tuple[Location, Item, Any]], writer: BackgroundWriter) -> None:
-        """Encode ``batch`` and start its write (one transaction)."""
+    def stored_dimension(self, node_type: str, name: str) -> int | None:
+        return self.store.vector_dimension(node_type, name)
+
+    def write_items(self, batch: ItemBatch, repeats: set[str]) -> None:
         # Only text and pictures are skipped when unchanged, so only their items' stored state
         # is read, and after the write in flight if that write holds any of them.
         asked = [
             item.uid for _, item, _ in batch if item.text is not None or item.image is not None
         ]
-        if writer.writing(asked):
-            writer.wait()
+        if self.writer.writing(asked):
+            self.writer.wait()
         states = self.store.node_states(asked) if asked else {}
         good = []
         for location, item, raw in batch:
@@ -272,11 +237,39 @@ class _ItemWriter:
             self.result.timings,
         )
         sources = {item.uid: (location, raw) for location, item, raw in good}
-        writer.submit(
+        self.writer.submit(
             lambda: self._write(rows),
             lambda outcome: self._written(outcome, rows, sources),
             [row.uid for row in rows],
         )
+
+    def finish_items(self) -> None:
+        for held in self.numbers.held_vectors(self.options.batch_size, self.result.timings):
+            self.writer.submit(lambda held=held: self._set_vectors(held), _nothing)
+        # Every item is written, and noted so, before relation endpoints are looked up.
+        self.writer.wait()
+
+    def write_relations(self, batch: list[HeldRelation]) -> None:
+        refused = self.quarantine.rejected
+        unknown = {
+            uid
+            for held in batch
+            for uid, written in ((held.row.src, held.src_written), (held.row.dst, held.dst_written))
+            if not written and uid not in refused
+        }
+        present = self.store.existing_types(unknown) if unknown else {}
+        rows = []
+        for held in batch:
+            error = endpoint_error(held, present, refused)
+            if error is not None:
+                self.quarantine.add(error, held.raw())
+            else:
+                rows.append(held.row)
+        self.writer.submit(lambda: self._write_relationships(rows), self._relationships_written)
+
+    def finish(self) -> None:
+        self.writer.wait()
+        self.result.timings["wait_for_writes"] = self.writer.waited
 
     def _write(self, rows: list[NodeRow]) -> BatchResult | TypeConflictError:
         t0 = time.perf_counter()
@@ -311,78 +304,24 @@ class _ItemWriter:
         message = f"uid {uid!r} is stored as a {stored}"
         self.quarantine.add(RecordError(location, "type", message), raw)
 
+    def _set_vectors(self, held: HeldVectors) -> None:
+        t0 = time.perf_counter()
+        self.store.set_vectors("num", held.tag, held.rows)
+        add_time(self.result.timings, "write_nodes", t0)
 
-def _set_vectors(store: GraphStore, held: HeldVectors, result: IngestResult) -> None:
-    t0 = time.perf_counter()
-    store.set_vectors("num", held.tag, held.rows)
-    add_time(result.timings, "write_nodes", t0)
+    def _write_relationships(self, rows: list[RelRow]) -> BatchResult:
+        t0 = time.perf_counter()
+        try:
+            return self.store.write_batch([], rows, self.result.run_id or "")
+        finally:
+            add_time(self.result.timings, "write_relationships", t0)
 
-
-def _no_result(_: None) -> None:
-    return None
-
-
-def _write_relations(
-    store: GraphStore,
-    scratch: Scratch,
-    options: IngestOptions,
-    quarantine: Quarantine,
-    result: IngestResult,
-    writer: BackgroundWriter,
-) -> None:
-    """Write the held relations in batches; refuse those naming an item this run refused or
-    one neither written by this run nor stored (the store is asked only about the latter)."""
-    writer.wait()  # every item is written, and noted so, before endpoints are looked up
-    refused = quarantine.rejected
-    for batch in batched(scratch.relations(), options.batch_size):
-        unknown = {
-            uid
-            for held in batch
-            for uid, written in ((held.row.src, held.src_written), (held.row.dst, held.dst_written))
-            if not written and uid not in refused
-        }
-        present = store.existing_types(unknown) if unknown else {}
-        rows = []
-        for held in batch:
-            error = _endpoint_error(held, present, refused)
-            if error is not None:
-                quarantine.add(error, held.raw())
-            else:
-                rows.append(held.row)
-        writer.submit(
-            lambda rows=rows: _write_relationships(store, rows, result),
-            lambda written: _relationships_written(written, result),
-        )
-    writer.wait()
+    def _relationships_written(self, written: BatchResult) -> None:
+        result = self.result
+        result.relationships_written += written.relationships_written
+        result.relationships_created += written.relationships_created
+        log.info("run %s: %d relationships written", result.run_id, result.relationships_written)
 
 
-def _write_relationships(
-    store: GraphStore, rows: list[RelRow], result: IngestResult
-) -> BatchResult:
-    t0 = time.perf_counter()
-    try:
-        return store.write_batch([], rows, result.run_id or "")
-    finally:
-        add_time(result.timings, "write_relationships", t0)
-
-
-def _relationships_written(written: BatchResult, result: IngestResult) -> None:
-    result.relationships_written += written.relationships_written
-    result.relationships_created += written.relationships_created
-    log.info("run %s: %d relationships written", result.run_id, result.relationships_written)
-
-
-def _endpoint_error(
-    held: HeldRelation, present: dict[str, str], refused: set[str]
-) -> RecordError | None:
-    for side, uid, written in (
-        ("src", held.row.src, held.src_written),
-        ("dst", held.row.dst, held.dst_written),
-    ):
-        if written:
-            continue
-        if uid in refused:
-            return RecordError(held.location, side, f"item {uid!r} was quarantined in this run")
-        if uid not in present:
-            return RecordError(held.location, side, f"no item {uid!r} in the graph or the input")
+def _nothing(_: None) -> None:
     return None

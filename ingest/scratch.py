@@ -22,13 +22,15 @@ def _pack(value: Any) -> bytes:
 
 class HeldRelation(NamedTuple):
     """A relation held until every item is written: where it came from, the row to write,
-    whether this run wrote each endpoint, and its raw record (decoded only if it is refused)."""
+    whether this run wrote each endpoint, its raw record (decoded only if it is refused), and,
+    when asked, whether its (src, type, dst) may occur more than once in the input."""
 
     location: Location
     row: RelRow
     src_written: bool
     dst_written: bool
     packed_raw: bytes
+    repeated: bool = False
 
     def raw(self) -> Any:
         return pickle.loads(self.packed_raw)
@@ -53,7 +55,7 @@ class Scratch:
                                 number INTEGER NOT NULL, written INTEGER NOT NULL DEFAULT 0)
                 WITHOUT ROWID;
             CREATE TABLE relations (src TEXT, dst TEXT, type TEXT, weight REAL, props BLOB,
-                                    source INTEGER, number INTEGER, raw BLOB);
+                                    source INTEGER, number INTEGER, raw BLOB, key INTEGER);
             CREATE TABLE numbers (type TEXT, uid TEXT, numbers BLOB);
             """
         )
@@ -95,7 +97,7 @@ class Scratch:
 
     def hold_relation(self, location: Location, relation: Relation, raw: Any) -> None:
         self.db.execute(
-            "INSERT INTO relations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO relations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 relation.src,
                 relation.dst,
@@ -105,23 +107,36 @@ class Scratch:
                 self._source(location),
                 location.number,
                 _pack(raw),
+                hash((relation.src, relation.type, relation.dst)),
             ),
         )
 
     def relation_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM relations").fetchone()[0]
 
-    def relations(self) -> Iterator[HeldRelation]:
-        """The held relations in input order, each with whether this run wrote its endpoints."""
+    def relations(self, flag_repeats: bool = False) -> Iterator[HeldRelation]:
+        """The held relations in input order, each with whether this run wrote its endpoints;
+        with ``flag_repeats``, every relation whose (src, type, dst) may occur more than once
+        (by a hash of it: a collision flags a few more, never fewer) is marked ``repeated``."""
+        repeats = ""
+        if flag_repeats:
+            self.db.execute("DROP TABLE IF EXISTS repeated")
+            self.db.execute(
+                "CREATE TEMP TABLE repeated AS "
+                "SELECT key FROM relations GROUP BY key HAVING count(*) > 1"
+            )
+            self.db.execute("CREATE INDEX temp.repeated_key ON repeated (key)")
+            repeats = ", r.key IN repeated"
         rows = self.db.execute(
             "SELECT r.src, r.dst, r.type, r.weight, r.props, r.source, r.number, r.raw, "
-            "coalesce(a.written, 0), coalesce(b.written, 0) FROM relations r "
+            f"coalesce(a.written, 0), coalesce(b.written, 0){repeats} FROM relations r "
             "LEFT JOIN items a ON a.uid = r.src LEFT JOIN items b ON b.uid = r.dst "
             "ORDER BY r.rowid"
         )
-        for src, dst, type_name, weight, props, source, number, raw, a, b in rows:
+        for src, dst, type_name, weight, props, source, number, raw, a, b, *repeated in rows:
             row = RelRow(src, dst, type_name, weight, pickle.loads(props) if props else {})
-            yield HeldRelation(Location(self._sources[source], number), row, bool(a), bool(b), raw)
+            location = Location(self._sources[source], number)
+            yield HeldRelation(location, row, bool(a), bool(b), raw, bool(repeated and repeated[0]))
 
     def hold_numbers(self, item: Item) -> None:
         self.db.execute(

@@ -19,7 +19,9 @@ class Validator:
         self.stored_dimension = stored_dimension
         self.dims: dict[tuple[str, str], tuple[int, str]] = {}
 
-    def check(self, item: Item, location: Location) -> None:
+    def check(self, item: Item, location: Location) -> bool:
+        """Raise a :class:`RecordError` for an item that cannot be written; else whether its uid
+        came earlier in the input (with the same type)."""
         seen = self.scratch.claim(item.uid, item.type, location)
         if seen is not None and seen[0] != item.type:
             raise RecordError(location, "type", f"uid {item.uid!r} is a {seen[0]} at {seen[1]}")
@@ -36,3 +38,4 @@ class Validator:
             if dim != len(vector):
                 message = f"has {len(vector)} dimensions; {where} {dim}"
                 raise RecordError(location, f"vectors.{name}", message)
+        return seen is not None

@@ -1,0 +1,113 @@
+"""What every ingest run does to its input, whatever writes it: records read once, validated,
+handed on ``batch_size`` items at a time, relations held in the scratch file until every item is
+written, then handed on in batches too.
+
+A :class:`Sink` writes: the graph itself through transactions (:mod:`.pipeline`) or the offline
+importer's files (:mod:`.bulk`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from mmgraph.ingest.options import IngestOptions, IngestResult
+from mmgraph.ingest.quarantine import Quarantine
+from mmgraph.ingest.readers import RawRecord, batched
+from mmgraph.ingest.records import Item, Location, RecordError, Relation, parse_record
+from mmgraph.ingest.scratch import HeldRelation, Scratch
+from mmgraph.ingest.timings import add_time
+from mmgraph.ingest.validator import Validator
+
+ItemBatch = list[tuple[Location, Item, Any]]
+
+
+class Sink(Protocol):
+    """Where a run's validated items and relations go."""
+
+    #: Whether a uid or relation written twice is merged (``MERGE``); a sink that writes each
+    #: once is told which items repeat an earlier uid and which relations repeat a key.
+    merges: bool
+
+    def stored_dimension(self, node_type: str, name: str) -> int | None:
+        """The dimension of ``name`` vectors already stored for ``node_type``, if any."""
+
+    def write_items(self, batch: ItemBatch, repeats: set[str]) -> None:
+        """Encode and write a batch of items; ``repeats``: their uids seen earlier in the run."""
+
+    def finish_items(self) -> None:
+        """Write what waited for the last item (vectors of first numeric fits)."""
+
+    def write_relations(self, batch: list[HeldRelation]) -> None:
+        """Write a batch of relations, refusing those whose endpoints are missing."""
+
+    def finish(self) -> None:
+        """Wait until everything handed over is written."""
+
+
+def stream_records(
+    records: Iterable[RawRecord],
+    sink: Sink,
+    options: IngestOptions,
+    scratch: Scratch,
+    quarantine: Quarantine,
+    result: IngestResult,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Validate ``records`` and hand them to ``sink``; ``progress`` is called with the number
+    of records read after each batch."""
+    validator = Validator(scratch, sink.stored_dimension)
+    pending: ItemBatch = []
+    repeats: set[str] = set()
+    read = 0
+    t0 = time.perf_counter()
+    for location, raw in records:
+        read += 1
+        try:
+            if isinstance(raw, RecordError):
+                raise raw
+            record = parse_record(raw, location)
+            if isinstance(record, Relation):
+                scratch.hold_relation(location, record, raw)
+                continue
+            if validator.check(record, location):
+                repeats.add(record.uid)
+            pending.append((location, record, raw))
+        except RecordError as error:
+            quarantine.add(error, raw)
+        if len(pending) >= options.batch_size:
+            add_time(result.timings, "validate", t0)
+            sink.write_items(pending, repeats)
+            pending, repeats = [], set()
+            if progress is not None:
+                progress(read)
+            t0 = time.perf_counter()
+    add_time(result.timings, "validate", t0)
+    if pending:
+        sink.write_items(pending, repeats)
+    if progress is not None:
+        progress(read)
+    sink.finish_items()
+    relations = scratch.relations(flag_repeats=not sink.merges)
+    for batch in batched(relations, options.batch_size):
+        sink.write_relations(batch)
+    sink.finish()
+
+
+def endpoint_error(
+    held: HeldRelation, present: Iterable[str], refused: set[str]
+) -> RecordError | None:
+    """Why ``held`` cannot be written, if it cannot: an endpoint neither written by this run
+    nor ``present`` in the graph, or one that this run ``refused``."""
+    for side, uid, written in (
+        ("src", held.row.src, held.src_written),
+        ("dst", held.row.dst, held.dst_written),
+    ):
+        if written:
+            continue
+        if uid in refused:
+            return RecordError(held.location, side, f"item {uid!r} was quarantined in this run")
+        if uid not in present:
+            return RecordError(held.location, side, f"no item {uid!r} in the graph or the input")
+    return None
