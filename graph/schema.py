@@ -35,6 +35,8 @@ RESERVED_LABELS = (
     | DERIVED_RELATIONSHIPS
 )
 
+# The names of the constraints and index below (a constraint's index has its name).
+SCHEMA_NAMES = frozenset({"entity_uid", "ingest_run_id", "encoder_state_key", "entity_type"})
 SCHEMA_STATEMENTS = (
     "CREATE CONSTRAINT entity_uid IF NOT EXISTS FOR (n:Entity) REQUIRE n.uid IS UNIQUE",
     "CREATE CONSTRAINT ingest_run_id IF NOT EXISTS FOR (r:IngestRun) REQUIRE r.id IS UNIQUE",
