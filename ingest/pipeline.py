@@ -44,14 +44,14 @@ from mmgraph.core.errors import MmgraphError, UnavailableError
 from mmgraph.graph import audit
 from mmgraph.graph.store import BatchResult, GraphStore, NodeRow, RelRow, TypeConflictError
 from mmgraph.ingest.encoding import Encoders, encode_items
-from mmgraph.ingest.files import HashedFiles
 from mmgraph.ingest.numbers import GraphFits, HeldVectors, NumberEncoders
 from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
+from mmgraph.ingest.progress import ProgressListener
 from mmgraph.ingest.quarantine import Quarantine, Refusal
-from mmgraph.ingest.readers import RawRecord, check_file
+from mmgraph.ingest.readers import RawRecord
 from mmgraph.ingest.records import Location, RecordError
 from mmgraph.ingest.scratch import HeldRelation, Scratch
-from mmgraph.ingest.stream import ItemBatch, endpoint_error, stream_records
+from mmgraph.ingest.stream import ItemBatch, RunInput, endpoint_error, stream_records
 from mmgraph.ingest.timings import add_time
 from mmgraph.ingest.writer import BackgroundWriter
 
@@ -70,21 +70,17 @@ def ingest_files(
     encoders: Encoders | None = None,
     run_props: Mapping[str, Any] | None = None,
     on_refusal: Callable[[Refusal], None] | None = None,
+    progress: ProgressListener | None = None,
 ) -> IngestResult:
     """Ingest batch files (JSONL, CSV, Parquet) as one run; images resolve beside each file.
 
     Each file is read once and hashed as it is read; the run's ``:IngestRun`` gets ``inputs``
     (``"<path> sha256:<hex>"``) and ``sha256s`` (the hex digests) when it ends. ``run_props``:
     extra properties for the ``:IngestRun`` node (Neo4j property values); ``on_refusal``: called
-    with each quarantined record as it is refused.
+    with each quarantined record as it is refused; ``progress``: told how far the run is.
     """
-    for path in paths:
-        check_file(path)
-    files = HashedFiles(paths)
-    source = ",".join(str(path) for path in paths)
-    return _run(
-        store, files.records(), source, options, encoders, files.ledger, run_props, on_refusal
-    )
+    source = RunInput.files(paths)
+    return _run(store, source, options, encoders, run_props, on_refusal, progress)
 
 
 def ingest(
@@ -96,50 +92,41 @@ def ingest(
     inputs: Sequence[str] = (),
     run_props: Mapping[str, Any] | None = None,
     on_refusal: Callable[[Refusal], None] | None = None,
+    progress: ProgressListener | None = None,
 ) -> IngestResult:
     """Validate, encode and write ``records`` as one audited run (see the module's guarantees).
 
     ``records`` is consumed once, as a stream. An image may come as bytes, a ``data:`` URI with
     base64 bytes, or a path (refused by a run with ``allow_image_paths=False``). ``encoders``:
     those of the caller (default: fp32 text, on torch's default device); ``on_refusal``: called
-    with each quarantined record as it is refused.
+    with each quarantined record as it is refused; ``progress``: told how far the run is.
     """
-
-    def ledger() -> dict[str, Any]:
-        return {"inputs": list(inputs)}
-
-    return _run(store, records, source, options, encoders, ledger, run_props, on_refusal)
+    given = RunInput.stream(records, source, inputs)
+    return _run(store, given, options, encoders, run_props, on_refusal, progress)
 
 
 def _run(
     store: GraphStore,
-    records: Iterable[RawRecord],
-    source: str,
+    source: RunInput,
     options: IngestOptions,
     encoders: Encoders | None,
-    ledger: Callable[[], dict[str, Any]],
     run_props: Mapping[str, Any] | None,
     on_refusal: Callable[[Refusal], None] | None,
+    progress: ProgressListener | None,
 ) -> IngestResult:
     run_id = new_run_id()
     result = IngestResult(run_id)
     quarantine = Quarantine(options.quarantine_dir, run_id, on_refusal)
     started = time.perf_counter()
+    ledger = source.ledger
     store.setup_schema()
-    props = {
-        **(run_props or {}),
-        **ledger(),
-        "batch_size": options.batch_size,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-    }
-    audit.start_run(store, run_id, source, **props)
+    audit.start_run(store, run_id, source.source, **run_properties(options, ledger(), run_props))
     try:
         with Scratch() as scratch, BackgroundWriter() as writer:
             sink = StoreSink(
                 store, options, encoders or Encoders(), scratch, quarantine, result, writer
             )
-            stream_records(records, sink, options, scratch, quarantine, result)
+            stream_records(source, sink, options, scratch, quarantine, result, progress)
     except MmgraphError as e:
         # An error of one of the kinds (a dead database, say) stopped the run: the audit trail
         # records it as failed, and a rerun completes it.
@@ -153,6 +140,30 @@ def _run(
     return result
 
 
+def run_properties(
+    options: IngestOptions, ledger: dict[str, Any], run_props: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The properties of a run's ``:IngestRun`` besides its id, source, times and counts."""
+    return {
+        **(run_props or {}),
+        **ledger,
+        "batch_size": options.batch_size,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+    }
+
+
+def settle(result: IngestResult, quarantine: Quarantine, started: float, failed: bool) -> None:
+    """Fill in how a run ended: what it refused, how long it took, its status."""
+    result.quarantined = quarantine.count
+    result.quarantine_file = quarantine.path if quarantine.count else None
+    result.seconds = time.perf_counter() - started
+    if failed or (quarantine.count and not (result.nodes_written or result.relationships_written)):
+        result.status = "failed"
+    else:
+        result.status = "partial" if quarantine.count else "ok"
+
+
 def _finish(
     store: GraphStore,
     result: IngestResult,
@@ -161,13 +172,7 @@ def _finish(
     ledger: dict[str, Any],
     failed: bool,
 ) -> None:
-    result.quarantined = quarantine.count
-    result.quarantine_file = quarantine.path if quarantine.count else None
-    result.seconds = time.perf_counter() - started
-    if failed or (quarantine.count and not (result.nodes_written or result.relationships_written)):
-        result.status = "failed"
-    else:
-        result.status = "partial" if quarantine.count else "ok"
+    settle(result, quarantine, started, failed)
     try:
         audit.finish_run(
             store,

@@ -14,10 +14,16 @@ from mmgraph.graph.store import RelRow
 from mmgraph.ingest.records import Item, Location, Relation
 
 
-def _pack(value: Any) -> bytes:
-    # Pickle: the file is this process's own, in a private temporary folder, read back only by
-    # it; pickle is several times faster than JSON for the raw records it keeps.
+def pack(value: Any) -> bytes:
+    """``value`` as bytes to keep in the scratch file. Pickle: the file is this process's own,
+    in a private temporary folder, read back only by it; pickle is several times faster than
+    JSON for the raw records it keeps."""
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(data: bytes) -> Any:
+    """A value kept with :func:`pack`."""
+    return pickle.loads(data)
 
 
 class HeldRelation(NamedTuple):
@@ -33,7 +39,7 @@ class HeldRelation(NamedTuple):
     repeated: bool = False
 
     def raw(self) -> Any:
-        return pickle.loads(self.packed_raw)
+        return unpack(self.packed_raw)
 
 
 class Scratch:
@@ -103,10 +109,10 @@ class Scratch:
                 relation.dst,
                 relation.type,
                 relation.weight,
-                _pack(relation.props) if relation.props else None,
+                pack(relation.props) if relation.props else None,
                 self._source(location),
                 location.number,
-                _pack(raw),
+                pack(raw),
                 hash((relation.src, relation.type, relation.dst)),
             ),
         )
@@ -134,13 +140,13 @@ class Scratch:
             "ORDER BY r.rowid"
         )
         for src, dst, type_name, weight, props, source, number, raw, a, b, *repeated in rows:
-            row = RelRow(src, dst, type_name, weight, pickle.loads(props) if props else {})
+            row = RelRow(src, dst, type_name, weight, unpack(props) if props else {})
             location = Location(self._sources[source], number)
             yield HeldRelation(location, row, bool(a), bool(b), raw, bool(repeated and repeated[0]))
 
     def hold_numbers(self, item: Item) -> None:
         self.db.execute(
-            "INSERT INTO numbers VALUES (?, ?, ?)", (item.type, item.uid, _pack(item.numbers))
+            "INSERT INTO numbers VALUES (?, ?, ?)", (item.type, item.uid, pack(item.numbers))
         )
 
     def numbers(self, type_name: str) -> Iterator[tuple[str, dict[str, float]]]:
@@ -149,4 +155,4 @@ class Scratch:
             "SELECT uid, numbers FROM numbers WHERE type = ? ORDER BY rowid", (type_name,)
         )
         for uid, numbers in rows:
-            yield uid, pickle.loads(numbers)
+            yield uid, unpack(numbers)

@@ -9,18 +9,51 @@ importer's files (:mod:`.bulk`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from mmgraph.ingest.files import HashedFiles
 from mmgraph.ingest.options import IngestOptions, IngestResult
+from mmgraph.ingest.progress import READING, RELATIONS, Progress, ProgressListener
 from mmgraph.ingest.quarantine import Quarantine
-from mmgraph.ingest.readers import RawRecord, batched
+from mmgraph.ingest.readers import RawRecord, batched, check_file
 from mmgraph.ingest.records import Item, Location, RecordError, Relation, parse_record
 from mmgraph.ingest.scratch import HeldRelation, Scratch
 from mmgraph.ingest.timings import add_time
 from mmgraph.ingest.validator import Validator
 
 ItemBatch = list[tuple[Location, Item, Any]]
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """A run's input: its records (read once, as a stream), its source's name, its ledger for
+    the audit trail (``inputs``, and files' ``sha256s`` once read), and how much of it was read
+    and its size in bytes, when known."""
+
+    records: Iterable[RawRecord]
+    source: str
+    ledger: Callable[[], dict[str, Any]]
+    measure: Callable[[], tuple[int, int | None]] = lambda: (0, None)
+
+    @classmethod
+    def files(cls, paths: Sequence[Path]) -> RunInput:
+        """Batch files (JSONL, CSV, Parquet), each hashed as it is read; a missing or unreadable
+        file is refused before any is read."""
+        for path in paths:
+            check_file(path)
+        files = HashedFiles(paths)
+        source = ",".join(str(path) for path in paths)
+        return cls(files.records(), source, files.ledger, files.progress)
+
+    @classmethod
+    def stream(
+        cls, records: Iterable[RawRecord], source: str, inputs: Sequence[str] = ()
+    ) -> RunInput:
+        """A stream of records; ``inputs`` names what they came from, for the audit trail."""
+        return cls(records, source, lambda: {"inputs": list(inputs)})
 
 
 class Sink(Protocol):
@@ -47,22 +80,27 @@ class Sink(Protocol):
 
 
 def stream_records(
-    records: Iterable[RawRecord],
+    source: RunInput,
     sink: Sink,
     options: IngestOptions,
     scratch: Scratch,
     quarantine: Quarantine,
     result: IngestResult,
-    progress: Callable[[int], None] | None = None,
-) -> None:
-    """Validate ``records`` and hand them to ``sink``; ``progress`` is called with the number
-    of records read after each batch."""
+    progress: ProgressListener | None = None,
+) -> int:
+    """Validate ``source``'s records and hand them to ``sink``; return how many were read.
+    ``progress`` hears after each batch how far the run is."""
+
+    def report(stage: str, done: int, total: int | None) -> None:
+        if progress is not None:
+            progress(Progress(stage, read, done, total))
+
     validator = Validator(scratch, sink.stored_dimension)
     pending: ItemBatch = []
     repeats: set[str] = set()
     read = 0
     t0 = time.perf_counter()
-    for location, raw in records:
+    for location, raw in source.records:
         read += 1
         try:
             if isinstance(raw, RecordError):
@@ -80,19 +118,21 @@ def stream_records(
             add_time(result.timings, "validate", t0)
             sink.write_items(pending, repeats)
             pending, repeats = [], set()
-            if progress is not None:
-                progress(read)
+            report(READING, *source.measure())
             t0 = time.perf_counter()
     add_time(result.timings, "validate", t0)
     if pending:
         sink.write_items(pending, repeats)
-    if progress is not None:
-        progress(read)
+    report(READING, *source.measure())
     sink.finish_items()
-    relations = scratch.relations(flag_repeats=not sink.merges)
-    for batch in batched(relations, options.batch_size):
+    total, done = scratch.relation_count(), 0
+    report(RELATIONS, done, total)
+    for batch in batched(scratch.relations(flag_repeats=not sink.merges), options.batch_size):
         sink.write_relations(batch)
+        done += len(batch)
+        report(RELATIONS, done, total)
     sink.finish()
+    return read
 
 
 def endpoint_error(
