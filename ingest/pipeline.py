@@ -3,12 +3,18 @@
 Guarantees:
 
 - A record that fails validation (schema, a type clash with the stored graph or an earlier record
-  of the input, a vector dimension clash, an image that is unreadable, has more pixels than
-  ``max_image_pixels`` or, for a run that allows no image paths, names a file, a relation endpoint
-  that is neither stored nor an item of the input, or is an item this run refused) is written to
-  the run's quarantine file with its location, field and reason; every good record is written.
+  of the input, a vector dimension clash, a malformed ``data:`` image URI or, for a run that
+  allows no image paths, an image that names a file, a relation endpoint that is neither stored
+  nor an item of the input, or is an item this run refused) is written to the run's quarantine
+  file with its location, field and reason; every good record is written.
+- An item whose picture cannot be used (unreadable, undecodable, more pixels than
+  ``max_image_pixels``, refused from its header before any decode) is written without it, its
+  other modalities and relations kept, and the refusal is a ``warning`` line of the quarantine
+  file (counted in the result's ``warnings`` and the run's ``:IngestRun``); a run for a caller
+  whose reply cannot carry warnings (``keep_items_without_image=False``) refuses the item.
 - Memory is bounded by ``batch_size``, not by the input: records are read, validated, encoded and
-  written ``batch_size`` items at a time (images decoded 64 at a time). What a run must remember
+  written ``batch_size`` items at a time (images decoded 64 at a time), at most two batches held
+  (one written on the writer's thread while the next is prepared). What a run must remember
   of its whole input lives in a temporary SQLite file, deleted when the run ends: each item uid's
   type and first location (type clashes across the whole input), which uids were written, every
   relation (written after all items, so a relation may name an item later in the input), and, on
@@ -16,16 +22,19 @@ Guarantees:
   fitted on all of them. In memory stay only per-(type, vector name) dimensions, per-type number
   statistics, and the uids of quarantined items.
 - Each write batch is one transaction: a batch that fails part-way leaves nothing of itself.
+  Batches are written one at a time, in input order.
 - Writes are ``MERGE`` on uid and on (start, type, end), so re-running an input changes no counts,
   and a run cut short (by a dead database, say) can simply be run again to completion.
 - Each run leaves an ``:IngestRun`` node (:mod:`mmgraph.graph.audit`): source, inputs with
   their SHA-256 (computed while each file is read), pid and host, times in UTC, status and
   counts.
 
-The run's rooms: options and results (:mod:`.options`), validation against the rest of the input
-(:mod:`.validator`), the scratch file (:mod:`.scratch`), numeric standardisation
-(:mod:`.numbers`), encoding (:mod:`.encoding`), the quarantine (:mod:`.quarantine`) and hashed
-input files (:mod:`.files`); this module runs them in order.
+The run's rooms: options and results (:mod:`.options`), the shared read-validate-batch loop
+(:mod:`.stream`) and validation against the rest of the input (:mod:`.validator`), the scratch
+file (:mod:`.scratch`), numeric standardisation (:mod:`.numbers`), encoding (:mod:`.encoding`),
+the quarantine (:mod:`.quarantine`), hashed input files (:mod:`.files`) and the writer's thread
+(:mod:`.writer`); this module runs them against the graph. The bulk first load (:mod:`.bulk`)
+runs the same loop into the offline importer's files.
 """
 
 from __future__ import annotations
@@ -156,12 +165,14 @@ def run_properties(
 def settle(result: IngestResult, quarantine: Quarantine, started: float, failed: bool) -> None:
     """Fill in how a run ended: what it refused, how long it took, its status."""
     result.quarantined = quarantine.count
-    result.quarantine_file = quarantine.path if quarantine.count else None
+    result.warnings = quarantine.warnings
+    result.quarantine_file = quarantine.path if quarantine.count or quarantine.warnings else None
     result.seconds = time.perf_counter() - started
     if failed or (quarantine.count and not (result.nodes_written or result.relationships_written)):
         result.status = "failed"
     else:
-        result.status = "partial" if quarantine.count else "ok"
+        # Partial: some of the input is not in the graph, whole records or refused pictures.
+        result.status = "partial" if quarantine.count or quarantine.warnings else "ok"
 
 
 def _finish(

@@ -95,7 +95,7 @@ def stream_records(
         if progress is not None:
             progress(Progress(stage, read, done, total))
 
-    validator = Validator(scratch, sink.stored_dimension)
+    validator = Validator(scratch, sink.stored_dimension, options.allow_image_paths)
     pending: ItemBatch = []
     repeats: set[str] = set()
     read = 0

@@ -83,8 +83,12 @@ def ingest_stream(
     on_refusal: Callable[[Refusal], None] | None = None,
 ) -> IngestResult:
     """Ingest a remote caller's stream of records as one run: images as bytes only (a path is
-    refused unopened), each refusal handed to ``on_refusal`` as it is made."""
-    options = IngestOptions.from_settings(settings, allow_image_paths=False)
+    refused unopened), each refusal handed to ``on_refusal`` as it is made. An item whose
+    picture is refused is refused whole: the stream's reply lists refusals and has no place
+    for the warning of an item written without its picture."""
+    options = IngestOptions.from_settings(
+        settings, allow_image_paths=False, keep_items_without_image=False
+    )
     return ingest(store, records, source, options, encoders, on_refusal=on_refusal)
 
 

@@ -40,6 +40,7 @@ def test_ingest_and_stats_print_their_fixed_json_shapes(
         "nodes_written",
         "relationships_written",
         "quarantined",
+        "warnings",
         "quarantine_file",
     }
     assert report["status"] == "ok" and report["quarantine_file"] is None
@@ -79,6 +80,7 @@ def test_user_errors_print_one_line_and_exit_with_their_kind(env: Settings, tmp_
         "nodes_written": 0,
         "relationships_written": 0,
         "quarantined": 0,
+        "warnings": 0,
         "quarantine_file": None,
     }
     assert runner.invoke(app, ["ingest", "--dataset", "nope"]).exit_code == 4
