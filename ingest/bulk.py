@@ -35,6 +35,7 @@ from mmgraph.ingest.pipeline import new_run_id, run_properties, settle
 from mmgraph.ingest.progress import FINISHING, IMPORTING, Progress, ProgressListener
 from mmgraph.ingest.quarantine import Quarantine
 from mmgraph.ingest.readers import RawRecord, batched
+from mmgraph.ingest.records import Location
 from mmgraph.ingest.scratch import HeldRelation, Scratch, pack, unpack
 from mmgraph.ingest.stream import ItemBatch, RunInput, endpoint_error, stream_records
 from mmgraph.ingest.timings import add_time
@@ -158,28 +159,28 @@ class ImportSink:
     def stored_dimension(self, node_type: str, name: str) -> int | None:
         return None  # the database is empty
 
-    def write_items(self, batch: ItemBatch, repeats: set[str]) -> None:
+    def write_items(self, batch: ItemBatch, repeats: set[Location]) -> None:
         t = self.result.timings
         rows = encode_items(
             batch, {}, self.options, self.encoders, self.numbers, self.quarantine, t
         )
         awaiting = {
-            item.uid
-            for _, item, _ in batch
+            location
+            for location, item, _ in batch
             if item.numbers and self.numbers.kept.get(item.type) is None
         }
         now = []
-        for row in rows:
+        for location, row in rows:
             self.position += 1
-            if row.uid in repeats:
+            if location in repeats:
                 self.held.later_node(self.position, row)
-            elif row.uid in awaiting:
+            elif location in awaiting:
                 self.held.hold(self.position, row)
             else:
                 now.append((self.position, row))
         self._write_nodes(now)
         self.result.nodes_written += len(rows)
-        self.scratch.mark_written(row.uid for row in rows)
+        self.scratch.mark_written(row.uid for _, row in rows)
 
     def finish_items(self) -> None:
         for held in self.numbers.held_vectors(self.options.batch_size, self.result.timings):

@@ -85,8 +85,9 @@ def encode_items(
     numbers: NumberEncoders,
     quarantine: Quarantine,
     timings: dict[str, float],
-) -> list[NodeRow]:
-    """Turn a batch of items into node rows with their modality vectors.
+) -> list[tuple[Location, NodeRow]]:
+    """Turn a batch of items into node rows with their modality vectors, each with the location
+    of its record (items refused on the way are left out).
 
     Text and images whose stored vector came from the same input and encoder are not encoded
     again, so re-running an input costs writes, not model time. Images are decoded (after their
@@ -96,6 +97,7 @@ def encode_items(
     """
     t0 = time.perf_counter()
     kept: list[Item] = []
+    locations: list[Location] = []
     props: list[dict[str, Any]] = []
     pixels: list[tuple[int, np.ndarray]] = []
     image_vectors: dict[int, tuple[np.ndarray, str]] = {}
@@ -131,6 +133,7 @@ def encode_items(
                 if len(pixels) >= IMAGE_CHUNK:
                     encoding += encode_pixels()
         kept.append(item)
+        locations.append(location)
         props.append(row_props)
     if pixels:
         encoding += encode_pixels()
@@ -161,8 +164,10 @@ def encode_items(
     for item, row_props, row_vectors in zip(kept, props, vectors, strict=True):
         _drop_stale(states.get(item.uid), row_props, row_vectors)
     return [
-        NodeRow(item.uid, item.type, row_props, row_vectors)
-        for item, row_props, row_vectors in zip(kept, props, vectors, strict=True)
+        (location, NodeRow(item.uid, item.type, row_props, row_vectors))
+        for location, item, row_props, row_vectors in zip(
+            locations, kept, props, vectors, strict=True
+        )
     ]
 
 

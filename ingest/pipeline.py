@@ -227,7 +227,7 @@ class StoreSink:
     def stored_dimension(self, node_type: str, name: str) -> int | None:
         return self.store.vector_dimension(node_type, name)
 
-    def write_items(self, batch: ItemBatch, repeats: set[str]) -> None:
+    def write_items(self, batch: ItemBatch, repeats: set[Location]) -> None:
         # Only text and pictures are skipped when unchanged, so only their items' stored state
         # is read, and after the write in flight if that write holds any of them.
         asked = [
@@ -243,7 +243,7 @@ class StoreSink:
                 self._refuse(location, item.uid, state.type, raw)
             else:
                 good.append((location, item, raw))
-        rows = encode_items(
+        encoded = encode_items(
             good,
             states,
             self.options,
@@ -252,7 +252,10 @@ class StoreSink:
             self.quarantine,
             self.result.timings,
         )
-        sources = {item.uid: (location, raw) for location, item, raw in good}
+        rows = [row for _, row in encoded]
+        sources: dict[str, list[tuple[Location, Any]]] = {}
+        for location, item, raw in good:
+            sources.setdefault(item.uid, []).append((location, raw))
         self.writer.submit(
             lambda: self._write(rows),
             lambda outcome: self._written(outcome, rows, sources),
@@ -300,13 +303,13 @@ class StoreSink:
         self,
         outcome: BatchResult | TypeConflictError,
         rows: list[NodeRow],
-        sources: dict[str, tuple[Location, Any]],
+        sources: dict[str, list[tuple[Location, Any]]],
     ) -> None:
         if isinstance(outcome, TypeConflictError):
             # Nothing of the batch was written: refuse the clashing items, write the others.
             for uid, stored in outcome.conflicts.items():
-                location, raw = sources[uid]
-                self._refuse(location, uid, stored, raw)
+                for location, raw in sources[uid]:
+                    self._refuse(location, uid, stored, raw)
             rows = [row for row in rows if row.uid not in outcome.conflicts]
             outcome = self._write(rows)
             if isinstance(outcome, TypeConflictError):  # stored meanwhile by another writer

@@ -66,8 +66,9 @@ class Sink(Protocol):
     def stored_dimension(self, node_type: str, name: str) -> int | None:
         """The dimension of ``name`` vectors already stored for ``node_type``, if any."""
 
-    def write_items(self, batch: ItemBatch, repeats: set[str]) -> None:
-        """Encode and write a batch of items; ``repeats``: their uids seen earlier in the run."""
+    def write_items(self, batch: ItemBatch, repeats: set[Location]) -> None:
+        """Encode and write a batch of items; ``repeats``: the records among them whose uid came
+        earlier in the run."""
 
     def finish_items(self) -> None:
         """Write what waited for the last item (vectors of first numeric fits)."""
@@ -97,7 +98,7 @@ def stream_records(
 
     validator = Validator(scratch, sink.stored_dimension, options.allow_image_paths)
     pending: ItemBatch = []
-    repeats: set[str] = set()
+    repeats: set[Location] = set()
     read = 0
     t0 = time.perf_counter()
     for location, raw in source.records:
@@ -110,7 +111,7 @@ def stream_records(
                 scratch.hold_relation(location, record, raw)
                 continue
             if validator.check(record, location):
-                repeats.add(record.uid)
+                repeats.add(location)
             pending.append((location, record, raw))
         except RecordError as error:
             quarantine.add(error, raw)

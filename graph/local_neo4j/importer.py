@@ -74,6 +74,7 @@ def import_full(
         database,
         "--verbose",
         "--overwrite-destination=true",
+        "--bad-tolerance=0",
         "--normalize-types=false",
         f"--array-delimiter={ARRAY_DELIMITER_OPTION}",
         f"--max-off-heap-memory={IMPORT_OFF_HEAP}",
