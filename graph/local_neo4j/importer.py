@@ -90,9 +90,13 @@ def import_full(
     env = {"NEO4J_HOME": str(data_dir), "NEO4J_CONF": str(conf), "PATH": build.java_path()}
     logger.info("Importing %d node and %d relationship files", len(nodes), len(relationships))
     started = time.monotonic()
-    done = subprocess.run(
-        command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    try:
+        done = subprocess.run(
+            command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    except BaseException:  # an interrupt: the importer got it too, mid-write
+        _remove_database(data_dir, database)
+        raise
     seconds = time.monotonic() - started
     counts = _IMPORTED.search(done.stdout)
     if done.returncode != 0 or counts is None:
