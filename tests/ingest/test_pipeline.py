@@ -28,6 +28,7 @@ from mmgraph.graph.store import GraphStore, NodeRow, RelRow
 from mmgraph.ingest.encoding import REMOTE_PATH_REFUSED, Encoders
 from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
 from mmgraph.ingest.pipeline import ingest, ingest_files
+from mmgraph.ingest.progress import READING, RELATIONS, Progress
 from mmgraph.ingest.records import Location
 
 DIM = 8
@@ -709,3 +710,16 @@ def test_a_refused_picture_refuses_its_item_where_warnings_cannot_be_told(
     (entry,) = _quarantine(result.quarantine_file)
     assert (entry["kind"], entry["field"]) == ("refused", "image")
     assert store.existing_types(["b:1", "b:2"]) == {"b:2": "Photo"}
+
+
+def test_a_run_reports_how_far_it_is_by_stage(store: GraphStore, tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "p.jsonl", _items(120) + _relations(120))
+    seen: list[Progress] = []
+    ingest_files(store, [path], _options(tmp_path), progress=seen.append)
+    reading = [p for p in seen if p.stage == READING]
+    assert len(reading) > 2 and reading[-1].records == 240
+    assert reading[-1].done == reading[-1].total == path.stat().st_size
+    assert all(a.done <= b.done for a, b in zip(reading, reading[1:], strict=False))
+    relations = [p for p in seen if p.stage == RELATIONS]
+    assert relations[0].done == 0 and relations[-1].done == relations[-1].total == 120
+    assert [p.stage for p in seen] == [READING] * len(reading) + [RELATIONS] * len(relations)
