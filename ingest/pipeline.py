@@ -326,7 +326,7 @@ class StoreSink:
     def _set_vectors(self, held: HeldVectors) -> None:
         t0 = time.perf_counter()
         self.store.set_vectors("num", held.tag, held.rows)
-        add_time(self.result.timings, "write_nodes", t0)
+        add_time(self.result.timings, "write_held_vectors", t0)
 
     def _write_relationships(self, rows: list[RelRow]) -> BatchResult:
         t0 = time.perf_counter()

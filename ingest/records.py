@@ -95,11 +95,27 @@ def _relation_properties(props: dict[str, Any]) -> dict[str, Any]:
 
 def _finite_vector(values: list[float]) -> list[float]:
     """Refuse a value that is not finite once stored as float32 (NaN, infinity, or beyond
-    float32's range); one pass in C over the list, not a Python call per element."""
-    if all(map(math.isfinite, values)) and max(map(abs, values), default=0.0) <= FLOAT32_MAX:
+    float32's range), in three passes in C over the list, not a Python call per element: a sum
+    that is finite holds no NaN or infinity; its max and min bound the range. (A sum that
+    overflows is checked value by value.)"""
+    if not values:
+        return values  # refused by name with the other vectors' checks
+    if math.isfinite(sum(values)) and min(values) >= -FLOAT32_MAX and max(values) <= FLOAT32_MAX:
         return values
-    first = next(i for i, v in enumerate(values) if not abs(v) <= FLOAT32_MAX)
-    raise ValueError(f"value {first} ({values[first]}) is not a finite float32 number")
+    bad = [i for i, v in enumerate(values) if not abs(v) <= FLOAT32_MAX]
+    if not bad:
+        return values
+    raise ValueError(f"value {bad[0]} ({values[bad[0]]}) is not a finite float32 number")
+
+
+def _finite_numbers(numbers: dict[str, float]) -> dict[str, float]:
+    """Refuse a number that is not finite (one check of the sum for all of them)."""
+    if math.isfinite(sum(numbers.values())):
+        return numbers
+    bad = next((key for key, value in numbers.items() if not math.isfinite(value)), None)
+    if bad is None:
+        return numbers
+    raise ValueError(f"{bad!r}: must be a finite number")
 
 
 def _vector_names(vectors: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -135,7 +151,13 @@ class Item(BaseModel):
     image: (
         Annotated[Text, Field(min_length=1)] | Annotated[StrictBytes, Field(min_length=1)] | None
     ) = None
-    numbers: dict[Annotated[Text, Field(min_length=1)], Number] | None = None
+    numbers: (
+        Annotated[
+            dict[Annotated[Text, Field(min_length=1)], StrictFloat],
+            AfterValidator(_finite_numbers),
+        ]
+        | None
+    ) = None
     vectors: Annotated[dict[str, Vector], AfterValidator(_vector_names)] | None = None
     props: Properties = Field(default_factory=dict)
 
