@@ -154,7 +154,10 @@ def _report_ingest(result: IngestResult, as_json: bool) -> None:
     rows += [[f"  {step} (s)", round(seconds, 1)] for step, seconds in result.timings.items()]
     print_table(f"ingest run {result.run_id}: {result.status}", ["what", "count"], rows, 1)
     if result.quarantine_file:
-        errors().print(f"quarantined records: {result.quarantine_file}")
+        what = "quarantined records" if result.quarantined else "records written without a field"
+        if result.quarantined and result.warnings:
+            what += " and records written without a field"
+        errors().print(f"{what}: {result.quarantine_file}")
 
 
 def _report_folder(report: dict[str, Any]) -> None:
