@@ -1,34 +1,45 @@
-"""Ingest benchmarks: the streaming pipeline's speed and peak memory by input size, peak memory of
-a folder of poster-sized pictures, and the graph store's raw write and export throughput.
+"""Ingest benchmarks: the streaming pipeline against a bare driver loop and the bulk first load,
+by input size, with peak memory; peak memory of a folder of poster-sized pictures; and the graph
+store's raw write and export throughput.
 
-Three modes (any together; one local Neo4j for the whole run, stopped at the end):
+Three modes (any together):
 
 - ``--items 10000,100000,1000000`` (scaling): for each size, a JSONL file of that many items in
   the record format, each with a **precomputed 384-d vector** (``vectors.emb``), three numbers and
-  two relations (one to one of 300 ``Tag`` items, one to another item); no text, so the text
-  encoder never runs (MiniLM on 2 CPU cores would take over an hour for 1M texts). The file is
-  ingested by ``ingest_files``, the call behind ``mmgraph ingest FILE``, in a fresh child process
-  that reports wall seconds, nodes/s and relationships/s (each over the whole run's wall time),
-  its RSS just before the ingest, the peak RSS (``ru_maxrss``) and the peak growth during the
-  ingest (``VmHWM``, reset just before it). The memory claim being checked: flat peak memory from
-  10k to 1M items. The database is emptied before each size.
+  ``--links`` relations (default 2: one to one of 300 ``Tag`` items, the others to other items);
+  no text, so the text encoder never runs (MiniLM on 2 CPU cores would take over an hour for 1M
+  texts). The file is loaded by each of ``--modes`` (default ``bare,transactional,bulk``), back to
+  back, each in a fresh child process into an empty database of its own (a fresh local Neo4j
+  home): ``bare`` is the driver loop of :mod:`bare_ingest` (the ceiling: no validation, no
+  quarantine, no audit); ``transactional`` is ``ingest_files``, the call behind
+  ``mmgraph ingest FILE`` on a server that holds data; ``bulk`` is ``bulk_ingest_files``, the call
+  behind ``mmgraph ingest --bulk FILE``, from no running server to a loaded, restarted and stopped
+  one (its import, restart and the writes after it are in its time). Each row: wall seconds,
+  nodes/s and relationships/s over the whole run, the ratio ``x bare`` (the bare loop's seconds
+  over the row's: 1.0 is the ceiling), the child's peak RSS (``ru_maxrss``) and its growth during
+  the run (``VmHWM``, reset just before it), and the run's seconds by stage. The memory claim
+  being checked: flat peak memory from 10k to 1M items.
 - ``--posters [N]`` (pictures, N default 20): N/2 JPEG photos (6000x4000, 24 MP: decoded at
   1/8 scale) and N/2 PNGs of 7000x7000 (49 MP, above the 40 MP ``max_image_pixels``:
-  quarantined from the header), plus ``--clipart`` flat-colour PNG drawings of 12000x9000
-  (108 MP, small files), made in one child process, then ingested with the EfficientNet image
-  encoder in another (model loaded before the measured part; its load is reported apart): peak
-  RSS, growth, seconds, counts ingested and quarantined with the reasons.
+  refused from the header, their items written without them), plus ``--clipart`` flat-colour
+  PNG drawings of 12000x9000 (108 MP, small files), made in one child process, then ingested with
+  the EfficientNet image encoder in another (model loaded before the measured part; its load is
+  reported apart): peak RSS, growth, seconds, counts ingested, quarantined and written without
+  their picture (warnings), with the reasons.
 - ``--store`` (or ``--nodes``/``--rels``, or no mode at all): ``GraphStore.write_batch`` of N
   nodes (a D-dimensional float32 vector each) and M relationships, export to ``HeteroData``
   twice (the faster counts; the first is reported too), and a per-row ``MERGE`` baseline.
 
 Only the Python processes' memory is measured; Neo4j's is its JVM's (``MMGRAPH_NEO4J_HEAP``,
 ``MMGRAPH_NEO4J_PAGECACHE``). The store mode uses the Neo4j of ``NEO4J_URI`` when set; the other
-modes empty the database, so they refuse ``NEO4J_URI`` and always start the local one under a
-temporary ``MMGRAPH_HOME``. Prints tables and merges ``scaling``, ``posters`` and ``store`` into
+modes empty the database, so they refuse ``NEO4J_URI`` and always start local ones under a
+temporary folder (``--workdir``: the inputs, and the bulk load's CSV, about 6 GB per million
+384-d items, go there). Prints tables and merges ``scaling``, ``posters`` and ``store`` into
 ``bench/results/ingest.json``.
 
-    python bench/ingest.py --items 10000,100000,1000000 --posters 20
+    python bench/ingest.py --items 100000,1000000 --modes bare,transactional
+    python bench/ingest.py --items 1000000 --links 5 --modes bulk
+    python bench/ingest.py --posters 20
     python bench/ingest.py --store [--nodes 100000] [--rels 500000] [--dim 384] [--batch 2000]
 """
 
@@ -38,6 +49,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,13 +90,18 @@ def _subprocess(flag: str, payload: dict[str, Any], env: dict[str, str]) -> dict
 
 
 def run_ingest(payload: dict[str, Any]) -> dict[str, Any]:
-    """(Child.) Ingest one file as ``mmgraph ingest FILE`` does, measuring time and memory."""
+    """(Child.) Ingest one file as ``mmgraph ingest FILE`` does (``mode``: ``transactional``,
+    ``bulk``, or ``bare``, the driver loop of :mod:`bare_ingest`), measuring time and memory."""
     from mmgraph.core.config import Settings
     from mmgraph.graph.connection import open_store
+    from mmgraph.ingest.bulk import bulk_ingest_files
     from mmgraph.ingest.encoding import Encoders
     from mmgraph.ingest.options import IngestOptions
     from mmgraph.ingest.pipeline import ingest_files
 
+    mode = payload.get("mode", "transactional")
+    if mode == "bare":
+        return run_bare(payload)
     settings = Settings.from_env()
     options = IngestOptions(
         quarantine_dir=Path(payload["quarantine_dir"]),
@@ -98,24 +115,30 @@ def run_ingest(payload: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         encoders.image_encoder().load()
         model_s = time.perf_counter() - t0
-    with open_store(settings) as store:
+    file = Path(payload["file"])
+    with ExitStack() as stack:
+        store = None if mode == "bulk" else stack.enter_context(open_store(settings))
         rss_before = rss_bytes()
         maxrss_before = maxrss_bytes()
         reset = reset_peak()
         t0 = time.perf_counter()
-        result = ingest_files(store, [Path(payload["file"])], options, encoders)
+        if store is None:
+            result = bulk_ingest_files(settings, [file], options, encoders)
+        else:
+            result = ingest_files(store, [file], options, encoders)
         wall = time.perf_counter() - t0
     reasons: Counter[str] = Counter()
     if result.quarantine_file is not None:
         for line in result.quarantine_file.read_text().splitlines():
             entry = json.loads(line)
             # The reason without the picture's own size, so like refusals count together.
-            reasons[f"{entry['field']}: {entry['message'].split(':')[0]}"] += 1
+            reasons[f"{entry['kind']} {entry['field']}: {entry['message'].split(':')[0]}"] += 1
     return {
         "status": result.status,
         "nodes_written": result.nodes_written,
         "relationships_written": result.relationships_written,
         "quarantined": result.quarantined,
+        "warnings": result.warnings,
         "quarantine_reasons": dict(reasons),
         "seconds": wall,
         "nodes_per_s": result.nodes_written / wall,
@@ -131,11 +154,43 @@ def run_ingest(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_bare(payload: dict[str, Any]) -> dict[str, Any]:
+    """(Child.) The bare driver loop over one file, measured as :func:`run_ingest` is."""
+    import neo4j
+    from bare_ingest import bare_ingest
+
+    from mmgraph.core.config import Settings
+
+    settings = Settings.from_env()
+    auth = (settings.neo4j_user, settings.neo4j_password or "")
+    with neo4j.GraphDatabase.driver(settings.neo4j_uri or "", auth=auth) as driver:
+        driver.verify_connectivity()
+        rss_before = rss_bytes()
+        reset = reset_peak()
+        t0 = time.perf_counter()
+        done = bare_ingest(driver, Path(payload["file"]), payload["batch_size"])
+        wall = time.perf_counter() - t0
+    return {
+        "status": "ok",
+        "nodes_written": done["nodes_written"],
+        "relationships_written": done["relationships_written"],
+        "quarantined": 0,
+        "seconds": wall,
+        "nodes_per_s": done["nodes_written"] / wall,
+        "relationships_per_s": done["relationships_written"] / wall,
+        "timings": done["timings"],
+        "rss_before_mb": rss_before / MB,
+        "peak_rss_mb": maxrss_bytes() / MB,
+        "growth_mb": (hwm_bytes() - rss_before) / MB if reset else None,
+    }
+
+
 # -- scaling: items with precomputed vectors -----------------------------------------------------
 
 
-def write_items_file(path: Path, n: int, chunk: int = 5000) -> int:
-    """Write ``TAGS`` tags, then ``n`` items each followed by its two relations; return bytes."""
+def write_items_file(path: Path, n: int, links: int = 2, chunk: int = 5000) -> int:
+    """Write ``TAGS`` tags, then ``n`` items each followed by its ``links`` relations (one to a
+    tag, the others to other items); return bytes."""
     rng = np.random.default_rng(n)
     with path.open("w", encoding="utf-8") as out:
         for k in range(TAGS):
@@ -157,40 +212,76 @@ def write_items_file(path: Path, n: int, chunk: int = 5000) -> int:
                     "props": {"rank": i},
                 }
                 tag = {"src": f"item:{i}", "dst": f"tag:{i % TAGS}", "type": "HAS_TAG"}
-                other = (i * 7919 + 1) % n
-                related = {"src": f"item:{i}", "dst": f"item:{other}", "type": "RELATED_TO"}
-                lines += [json.dumps(item), json.dumps(tag), json.dumps({**related, "weight": 0.5})]
+                lines += [json.dumps(item), json.dumps(tag)]
+                for k in range(1, links):
+                    other = (i * 7919 + k) % n
+                    related = {"src": f"item:{i}", "dst": f"item:{other}", "type": "RELATED_TO"}
+                    lines.append(json.dumps({**related, "weight": 0.5}))
             out.write("\n".join(lines) + "\n")
     return path.stat().st_size
 
 
 def scaling_benchmark(
-    store: Any, env: dict[str, str], sizes: list[int], work: Path, batch: int
+    settings: Any, sizes: list[int], modes: list[str], links: int, work: Path, batch: int
 ) -> list[dict[str, Any]]:
+    """For each size, one input file, and each mode run on a database of its own (a fresh
+    local Neo4j home): back to back, so the ratios compare runs under the same load."""
     rows = []
     for n in sizes:
         path = work / f"items-{n}.jsonl"
         t0 = time.perf_counter()
-        size = write_items_file(path, n)
+        size = write_items_file(path, n, links)
         made_s = time.perf_counter() - t0
         print(
             f"... {n:,} items: {size / MB:,.0f} MB of JSONL written in {made_s:.0f} s", flush=True
         )
-        _clear(store)
-        payload = {
-            "file": str(path),
-            "batch_size": batch,
-            "quarantine_dir": str(work / "quarantine"),
-            "load_image_model": False,
-        }
-        row = {"items": n, "file_mb": size / MB, **_subprocess("--_ingest", payload, env)}
+        for mode in modes:
+            row = {"items": n, "links": links, "mode": mode, "file_mb": size / MB}
+            row.update(_run_on_fresh_database(settings, mode, path, work, batch))
+            rows.append(row)
+            _print_ingest_row(row)
         path.unlink()
-        if "error" not in row:
-            counts = store.counts()
-            row["graph_nodes"], row["graph_relationships"] = counts.nodes, counts.relationships
-        rows.append(row)
-        _print_ingest_row(row)
     return rows
+
+
+def _run_on_fresh_database(
+    settings: Any, mode: str, path: Path, work: Path, batch: int
+) -> dict[str, Any]:
+    """Ingest ``path`` in a child process into an empty local Neo4j; then count what it holds.
+    The bulk load starts from no server (it stops and starts one itself, timed); the others
+    write to a server started beforehand (not timed)."""
+    import neo4j
+
+    from mmgraph.graph.local_neo4j import LocalNeo4j
+    from mmgraph.graph.store import GraphStore
+
+    home = work / f"home-{mode}"
+    local = LocalNeo4j.from_settings(settings.model_copy(update={"home": home}))
+    env = {"MMGRAPH_HOME": str(home), "NEO4J_DATABASE": settings.neo4j_database}
+    payload = {
+        "file": str(path),
+        "batch_size": batch,
+        "quarantine_dir": str(work / "quarantine"),
+        "load_image_model": False,
+        "mode": mode,
+    }
+    load = os.getloadavg()
+    try:
+        if mode != "bulk":
+            local.start()
+            env |= {"NEO4J_URI": local.uri, "NEO4J_USER": local.user}
+            env["NEO4J_PASSWORD"] = local.password
+        row = _subprocess("--_ingest", payload, env)
+        if "error" not in row:
+            if mode == "bulk":
+                local.start()
+            with neo4j.GraphDatabase.driver(local.uri, auth=(local.user, local.password)) as d:
+                counts = GraphStore(d, settings.neo4j_database).counts()
+            row["graph_nodes"], row["graph_relationships"] = counts.nodes, counts.relationships
+    finally:
+        local.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    return {**row, "loadavg_before": load, "loadavg_after": os.getloadavg()}
 
 
 # -- pictures: poster-sized JPEGs and PNGs ------------------------------------------------------
@@ -295,7 +386,7 @@ def posters_benchmark(
 
 
 def _print_ingest_row(row: dict[str, Any]) -> None:
-    label = f"{row['items']:,} items" if "items" in row else "posters"
+    label = f"{row['items']:,} items {row['mode']}" if "items" in row else "posters"
     if "error" in row:
         print(f"{label}: FAILED {row['error']}", flush=True)
         return
@@ -426,20 +517,35 @@ def _clear(store: Any) -> None:
 
 def _print_tables(figures: dict[str, Any]) -> None:
     if "scaling" in figures:
-        print("\nscaling: items with a precomputed 384-d vector, 3 numbers and 2 relations each")
-        print("(no text: the text encoder does not run); one child process per size")
-        header = ("items", "seconds", "nodes/s", "rels/s", "peak RSS MB", "before MB", "growth MB")
-        print("".join(f"{h:>13}" for h in header))
-        for row in figures["scaling"]["runs"]:
+        scaling = figures["scaling"]
+        print(
+            f"\nscaling: items with a precomputed {DIM}-d vector, 3 numbers and "
+            f"{scaling['links']} relations each (no text: the text encoder does not run);"
+        )
+        print("each mode in its own child process on an empty database, back to back")
+        header = ("items", "mode", "seconds", "nodes/s", "rels/s", "x bare", "peak MB", "growth MB")
+        print("".join(f"{h:>14}" for h in header))
+        bare = {r["items"]: r["seconds"] for r in scaling["runs"] if r.get("mode") == "bare"}
+        for row in scaling["runs"]:
             if "error" in row:
-                print(f"{row['items']:>13,}  FAILED: {row['error']}")
+                print(f"{row['items']:>14,}{row['mode']:>14}  FAILED: {row['error']}")
                 continue
-            growth = row["growth_mb"]
+            ratio = bare[row["items"]] / row["seconds"] if row["items"] in bare else None
             print(
-                f"{row['items']:>13,}{row['seconds']:>13.1f}{row['nodes_per_s']:>13,.0f}"
-                f"{row['relationships_per_s']:>13,.0f}{row['peak_rss_mb']:>13,.0f}"
-                f"{row['rss_before_mb']:>13,.0f}" + f"{_mb(growth):>13}"
+                f"{row['items']:>14,}{row['mode']:>14}{row['seconds']:>14.1f}"
+                f"{row['nodes_per_s']:>14,.0f}{row['relationships_per_s']:>14,.0f}"
+                f"{'' if ratio is None else f'{ratio:.2f}':>14}{row['peak_rss_mb']:>14,.0f}"
+                f"{_mb(row['growth_mb']):>14}"
             )
+        print(
+            "stages (s): "
+            + "; ".join(
+                f"{row['items']:,} {row['mode']}: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in row.get("timings", {}).items())
+                for row in scaling["runs"]
+                if "error" not in row
+            )
+        )
     if "posters" in figures:
         row = figures["posters"]
         print("\nposters: ingest with the EfficientNet image encoder (model loaded beforehand)")
@@ -454,6 +560,7 @@ def _print_tables(figures: dict[str, Any]) -> None:
             ("seconds", f"{row['seconds']:.1f}"),
             ("ingested", row["nodes_written"]),
             ("quarantined", row["quarantined"]),
+            ("written without their picture", row["warnings"]),
             ("RSS at start MB", f"{row['rss_start_mb']:,.0f}"),
             ("RSS before ingest MB (model loaded)", f"{row['rss_before_mb']:,.0f}"),
             ("peak RSS MB (ru_maxrss)", f"{row['peak_rss_mb']:,.0f}"),
@@ -461,17 +568,72 @@ def _print_tables(figures: dict[str, Any]) -> None:
         ):
             print(f"{key:<40}{value:>14}")
         for reason, count in row["quarantine_reasons"].items():
-            print(f"  quarantined {count} x {reason}")
+            print(f"  {count} x {reason}")
 
 
 def _mb(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f}"
 
 
+def _on_one_server(
+    stack: ExitStack,
+    settings: Any,
+    args: argparse.Namespace,
+    run_store: bool,
+    work: Path,
+    common: dict[str, Any],
+) -> dict[str, Any]:
+    """The store and posters benchmarks, on one Neo4j: ``NEO4J_URI``'s or a local one."""
+    import neo4j
+
+    from mmgraph.graph.local_neo4j import LocalNeo4j
+    from mmgraph.graph.store import GraphStore
+
+    new: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    if settings.neo4j_uri:
+        uri, auth = settings.neo4j_uri, (settings.neo4j_user, settings.neo4j_password)
+    else:
+        home = work / "home"
+        server = stack.enter_context(
+            LocalNeo4j.from_settings(settings.model_copy(update={"home": home}))
+        )
+        uri, auth = server.uri, (server.user, server.password)
+        env = {
+            "MMGRAPH_HOME": str(home),
+            "NEO4J_URI": uri,
+            "NEO4J_USER": server.user,
+            "NEO4J_PASSWORD": server.password,
+            "NEO4J_DATABASE": settings.neo4j_database,
+        }
+    driver = stack.enter_context(neo4j.GraphDatabase.driver(uri, auth=auth))
+    store = GraphStore(driver, settings.neo4j_database)
+    store.setup_schema()
+    if run_store:
+        load = os.getloadavg()
+        new["store"] = {**store_benchmark(store, args), **common, "loadavg_before": load}
+        new["store"]["loadavg_after"] = os.getloadavg()
+    if args.posters:
+        load = os.getloadavg()
+        row = posters_benchmark(store, env, args.posters, args.clipart, work, args.ingest_batch)
+        new["posters"] = {**row, **common, "loadavg_before": load}
+        new["posters"]["loadavg_after"] = os.getloadavg()
+    return new
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ints = lambda s: sorted(int(x) for x in s.split(",") if x)  # noqa: E731
     parser.add_argument("--items", type=ints, help="scaling sizes, e.g. 10000,100000,1000000")
+    parser.add_argument(
+        "--modes",
+        type=lambda s: [m for m in s.split(",") if m],
+        default=["bare", "transactional", "bulk"],
+        help="with --items: which of bare,transactional,bulk to run (default all, in that order)",
+    )
+    parser.add_argument(
+        "--links", type=int, default=2, help="with --items: relations per item (default 2)"
+    )
     parser.add_argument(
         "--posters",
         type=int,
@@ -499,11 +661,7 @@ def main() -> None:
         print(json.dumps(make_posters(json.loads(args._make_posters))))
         return
 
-    import neo4j
-
     from mmgraph.core.config import Settings
-    from mmgraph.graph.local_neo4j import LocalNeo4j
-    from mmgraph.graph.store import GraphStore
 
     run_store = args.store or args.nodes is not None or args.rels is not None
     run_store = run_store or (args.items is None and args.posters is None)
@@ -524,46 +682,23 @@ def main() -> None:
     new: dict[str, Any] = {}
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=args.workdir)))
-        env: dict[str, str] = {}
-        if settings.neo4j_uri:
-            uri, auth = settings.neo4j_uri, (settings.neo4j_user, settings.neo4j_password)
-        else:
-            home = work / "home"
-            server = stack.enter_context(
-                LocalNeo4j.from_settings(settings.model_copy(update={"home": home}))
-            )
-            uri, auth = server.uri, (server.user, server.password)
-            env = {
-                "MMGRAPH_HOME": str(home),
-                "NEO4J_URI": uri,
-                "NEO4J_USER": server.user,
-                "NEO4J_PASSWORD": server.password,
-                "NEO4J_DATABASE": settings.neo4j_database,
-            }
-        driver = stack.enter_context(neo4j.GraphDatabase.driver(uri, auth=auth))
-        store = GraphStore(driver, settings.neo4j_database)
-        store.setup_schema()
-        if run_store:
-            load = os.getloadavg()
-            new["store"] = {**store_benchmark(store, args), **common, "loadavg_before": load}
-            new["store"]["loadavg_after"] = os.getloadavg()
-        if args.posters:
-            load = os.getloadavg()
-            row = posters_benchmark(store, env, args.posters, args.clipart, work, args.ingest_batch)
-            new["posters"] = {**row, **common, "loadavg_before": load}
-            new["posters"]["loadavg_after"] = os.getloadavg()
         if args.items:
             load = os.getloadavg()
-            runs = scaling_benchmark(store, env, args.items, work, args.ingest_batch)
+            runs = scaling_benchmark(
+                settings, args.items, args.modes, args.links, work, args.ingest_batch
+            )
             new["scaling"] = {
                 "runs": runs,
-                "input": f"items with a precomputed {DIM}-d vector, 3 numbers, 2 relations; "
-                f"{TAGS} Tag items; no text (the text encoder does not run)",
+                "links": args.links,
+                "input": f"items with a precomputed {DIM}-d vector, 3 numbers, {args.links} "
+                f"relations; {TAGS} Tag items; no text (the text encoder does not run)",
                 "ingest_batch": args.ingest_batch,
                 **common,
                 "loadavg_before": load,
                 "loadavg_after": os.getloadavg(),
             }
+        if run_store or args.posters:
+            new |= _on_one_server(stack, settings, args, run_store, work, common)
     _print_tables(new)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({**figures, **new}, indent=2, default=str))

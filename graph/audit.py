@@ -14,14 +14,17 @@ from typing import Any
 from mmgraph.graph.store import GraphStore
 
 
-def start_run(store: GraphStore, run_id: str, source: str, **props: Any) -> None:
-    """Record the start of an ingest run (status ``running``)."""
+def start_run(
+    store: GraphStore, run_id: str, source: str, started: datetime | None = None, **props: Any
+) -> None:
+    """Record the start of an ingest run (status ``running``), at ``started`` (default: now;
+    a bulk load records its run once the database it started writing exists)."""
     store.write(
         "CREATE (r:IngestRun {id: $id, source: $source, started: $now, status: 'running'}) "
         "SET r += $props",
         id=run_id,
         source=source,
-        now=datetime.now(UTC),
+        now=started or datetime.now(UTC),
         props=props,
     )
 

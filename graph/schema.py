@@ -7,6 +7,7 @@ reaches query text is checked here first against a strict pattern.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from mmgraph.core.errors import InvalidArgumentError
 
@@ -34,6 +35,8 @@ RESERVED_LABELS = (
     | DERIVED_RELATIONSHIPS
 )
 
+# The names of the constraints and index below (a constraint's index has its name).
+SCHEMA_NAMES = frozenset({"entity_uid", "ingest_run_id", "encoder_state_key", "entity_type"})
 SCHEMA_STATEMENTS = (
     "CREATE CONSTRAINT entity_uid IF NOT EXISTS FOR (n:Entity) REQUIRE n.uid IS UNIQUE",
     "CREATE CONSTRAINT ingest_run_id IF NOT EXISTS FOR (r:IngestRun) REQUIRE r.id IS UNIQUE",
@@ -43,10 +46,16 @@ SCHEMA_STATEMENTS = (
 )
 
 
+# The checks below run for every record and every written row: a name, once checked, is not
+# matched again (a bounded cache of the names that passed; one that fails raises every time).
+_checked = lru_cache(maxsize=4096)
+
+
 class SchemaError(InvalidArgumentError):
     """A label, relationship type, modality or property name breaks the schema's rules."""
 
 
+@_checked
 def check_type_name(name: str) -> str:
     """Return ``name`` if it may be a node label or relationship type, else raise."""
     if not isinstance(name, str) or not TYPE_NAME.fullmatch(name):
@@ -56,6 +65,7 @@ def check_type_name(name: str) -> str:
     return name
 
 
+@_checked
 def check_modality_name(name: str) -> str:
     """Return ``name`` if it may name a modality (``<name>_vec`` / ``<name>_enc``), else raise."""
     if not isinstance(name, str) or not MODALITY_NAME.fullmatch(name):
@@ -63,6 +73,7 @@ def check_modality_name(name: str) -> str:
     return name
 
 
+@_checked
 def check_property_name(name: str) -> str:
     """Return ``name`` if it may be a free node or relationship property, else raise."""
     if not isinstance(name, str) or not PROPERTY_NAME.fullmatch(name):
@@ -72,11 +83,13 @@ def check_property_name(name: str) -> str:
     return name
 
 
+@_checked
 def vector_property(modality: str) -> str:
     """Node property holding the float32 bytes of ``modality``."""
     return f"{check_modality_name(modality)}_vec"
 
 
+@_checked
 def encoder_property(modality: str) -> str:
     """Node property naming the encoder (``name@version``) that made ``modality``'s vector."""
     return f"{check_modality_name(modality)}_enc"

@@ -44,7 +44,12 @@ class StoreError(FailedPreconditionError):
 
 
 class TypeConflictError(StoreError):
-    """An upsert named a node with a type other than the one it is stored with."""
+    """An upsert named nodes with a type other than the one they are stored with; ``conflicts``
+    maps each such uid to its stored type."""
+
+    def __init__(self, message: str, conflicts: dict[str, str]) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts
 
 
 class MissingEndpointError(StoreError):
@@ -79,6 +84,19 @@ def driver_errors() -> Iterator[None]:
         ) from e
     except neo4j.exceptions.AuthError as e:
         raise DatabaseAuthError(f"Neo4j refused the credentials: {e.message or e}") from e
+
+
+@contextmanager
+def _refused_writes() -> Iterator[None]:
+    """A write Neo4j still refuses after the driver's retries, raised as mmgraph's kinds: a
+    transient failure as :class:`DatabaseUnavailableError`, any other as
+    :class:`WriteRefusedError` (nothing of the transaction was written)."""
+    try:
+        yield
+    except neo4j.exceptions.TransientError as e:
+        raise DatabaseUnavailableError(f"Neo4j could not take the write: {e}") from e
+    except neo4j.exceptions.Neo4jError as e:
+        raise WriteRefusedError(f"Neo4j refused the write: {e.message or e}") from e
 
 
 @dataclass(frozen=True)
@@ -246,13 +264,22 @@ class GraphStore:
     ) -> BatchResult:
         """Upsert nodes, then relationships, in one transaction: all of it lands or none. A batch
         Neo4j refuses raises :class:`WriteRefusedError` (nothing of it was written)."""
-        with self.session() as session:
-            try:
-                return session.execute_write(_write_batch, nodes, relationships, run_id)
-            except neo4j.exceptions.TransientError as e:  # still failing after the retries
-                raise DatabaseUnavailableError(f"Neo4j could not take the write: {e}") from e
-            except neo4j.exceptions.Neo4jError as e:
-                raise WriteRefusedError(f"Neo4j refused the write: {e.message or e}") from e
+        with self.session() as session, _refused_writes():
+            return session.execute_write(_write_batch, nodes, relationships, run_id)
+
+    def set_vectors(self, modality: str, tag: str, rows: Sequence[tuple[str, Any]]) -> int:
+        """Set ``modality``'s vector (and encoder ``tag``) of stored nodes by uid, in one
+        transaction; a uid not in the graph is skipped. Returns the number of nodes set."""
+        vec, enc = vector_property(modality), encoder_property(modality)
+        query = (
+            "UNWIND $rows AS row MATCH (n:Entity {uid: row.uid}) "
+            f"SET n.{vec} = row.vec, n.{enc} = $tag RETURN count(n) AS n"
+        )
+        packed = Rows({"uid": uid, "vec": to_bytes(vector)} for uid, vector in rows)
+        with self.session() as session, _refused_writes():
+            return session.execute_write(
+                lambda tx: tx.run(query, rows=packed, tag=tag).single(strict=True)["n"]
+            )
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -336,17 +363,18 @@ def _write_batch(
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for node in nodes:
         by_type[node.type].append({"uid": node.uid, "type": node.type, "props": node.properties()})
+    conflicts: dict[str, str] = {}
     for type_name, rows in by_type.items():
         query = _UPSERT_NODES % check_type_name(type_name)
         result = tx.run(query, rows=Rows(rows), run_id=run_id)
-        conflicts = [(r["uid"], r["stored"]) for r in result]
-        if conflicts:
-            uid, stored = conflicts[0]
-            raise TypeConflictError(
-                f"{len(conflicts)} node(s) stored with another type, e.g. {uid!r} is a "
-                f"{stored}, not a {type_name}"
-            )
+        conflicts.update((r["uid"], r["stored"]) for r in result)
         nodes_created += result.consume().counters.nodes_created
+    if conflicts:
+        uid, stored = next(iter(conflicts.items()))
+        raise TypeConflictError(
+            f"{len(conflicts)} node(s) stored with another type, e.g. {uid!r} is a {stored}",
+            conflicts,
+        )
     rels_by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rel in relationships:
         rels_by_type[rel.type].append(

@@ -34,6 +34,8 @@ from mmgraph.ingest.timings import add_time
 
 # Images decoded before they are encoded: bounds the memory of decoded pixels (150 KB each).
 IMAGE_CHUNK = 64
+# What an item's picture leaves on its node: removed when a new picture is refused.
+IMAGE_PROPERTIES = ("image_ref", "image_path", vector_property("image"), encoder_property("image"))
 REMOTE_PATH_REFUSED = "image paths are not accepted from remote callers; send the bytes"
 
 
@@ -83,15 +85,19 @@ def encode_items(
     numbers: NumberEncoders,
     quarantine: Quarantine,
     timings: dict[str, float],
-) -> list[NodeRow]:
-    """Turn a batch of items into node rows with their modality vectors.
+) -> list[tuple[Location, NodeRow]]:
+    """Turn a batch of items into node rows with their modality vectors, each with the location
+    of its record (items refused on the way are left out).
 
     Text and images whose stored vector came from the same input and encoder are not encoded
     again, so re-running an input costs writes, not model time. Images are decoded (after their
-    header's pixel count is checked) and encoded ``IMAGE_CHUNK`` at a time.
+    header's pixel count is checked) and encoded ``IMAGE_CHUNK`` at a time. An item whose picture
+    cannot be used is kept without it (a warning in the quarantine), or, unless
+    ``options.keep_items_without_image``, refused whole.
     """
     t0 = time.perf_counter()
     kept: list[Item] = []
+    locations: list[Location] = []
     props: list[dict[str, Any]] = []
     pixels: list[tuple[int, np.ndarray]] = []
     image_vectors: dict[int, tuple[np.ndarray, str]] = {}
@@ -113,25 +119,21 @@ def encode_items(
             row_props["text"] = item.text
         if item.image is not None:
             try:
-                data, path = load_image(item.image, location, options.allow_image_paths)
-            except RecordError as error:
-                quarantine.add(error, raw)
-                continue
-            row_props["image_ref"] = f"sha256:{hashlib.sha256(data).hexdigest()}"
-            if path is not None:
-                row_props["image_path"] = path
-            if options.encode_images and not _unchanged(
-                states.get(item.uid), "image", encoders.image_tag(), row_props["image_ref"]
-            ):
-                try:
-                    array = encoders.image_encoder().decode(data, options.max_image_pixels)
-                except ImageDecodeError as e:
-                    quarantine.add(RecordError(location, "image", str(e)), raw)
+                array = _image(item.image, item.uid, location, states, options, encoders, row_props)
+            except RecordError as refused:
+                if not options.keep_items_without_image:
+                    quarantine.add(refused, raw)
                     continue
+                # Written without its picture (and without one stored before), the rest kept.
+                quarantine.warn(refused, raw)
+                row_props.update(dict.fromkeys(IMAGE_PROPERTIES))
+                array = None
+            if array is not None:
                 pixels.append((len(kept), array))
                 if len(pixels) >= IMAGE_CHUNK:
                     encoding += encode_pixels()
         kept.append(item)
+        locations.append(location)
         props.append(row_props)
     if pixels:
         encoding += encode_pixels()
@@ -162,9 +164,37 @@ def encode_items(
     for item, row_props, row_vectors in zip(kept, props, vectors, strict=True):
         _drop_stale(states.get(item.uid), row_props, row_vectors)
     return [
-        NodeRow(item.uid, item.type, row_props, row_vectors)
-        for item, row_props, row_vectors in zip(kept, props, vectors, strict=True)
+        (location, NodeRow(item.uid, item.type, row_props, row_vectors))
+        for location, item, row_props, row_vectors in zip(
+            locations, kept, props, vectors, strict=True
+        )
     ]
+
+
+def _image(
+    ref: str | bytes,
+    uid: str,
+    location: Location,
+    states: dict[str, NodeState],
+    options: IngestOptions,
+    encoders: Encoders,
+    props: dict[str, Any],
+) -> np.ndarray | None:
+    """Read item ``uid``'s picture into ``props`` (``image_ref``, ``image_path``) and decode it
+    for the encoder, unless it is stored unchanged; raise a :class:`RecordError` for a picture
+    that cannot be used (unreadable, undecodable, above ``max_image_pixels``)."""
+    data, path = load_image(ref, location, options.allow_image_paths)
+    props["image_ref"] = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    if path is not None:
+        props["image_path"] = path
+    if not options.encode_images or _unchanged(
+        states.get(uid), "image", encoders.image_tag(), props["image_ref"]
+    ):
+        return None
+    try:
+        return encoders.image_encoder().decode(data, options.max_image_pixels)
+    except ImageDecodeError as e:
+        raise RecordError(location, "image", str(e)) from e
 
 
 def _drop_stale(state: NodeState | None, props: dict[str, Any], vectors: dict[str, Any]) -> None:
@@ -208,8 +238,21 @@ def _encode_into(
 def load_image(ref: str | bytes, location: Location, allow_paths: bool) -> tuple[bytes, str | None]:
     """The bytes of an item's image (given as bytes, a ``data:`` URI or a path) and, for a file,
     its resolved path; a path is refused unopened when ``allow_paths`` is false."""
+    source = image_source(ref, location, allow_paths)
+    if isinstance(source, bytes):
+        return source, None
+    try:
+        return source.read_bytes(), str(source.resolve())
+    except OSError as e:
+        raise RecordError(location, "image", f"cannot read {source}: {e.strerror}") from e
+
+
+def image_source(ref: str | bytes, location: Location, allow_paths: bool) -> bytes | Path:
+    """What an item's ``image`` names, checked without opening anything: its bytes (given, or
+    from a ``data:`` URI) or the file it names (relative to the record's file). A malformed
+    ``data:`` URI, or a path when ``allow_paths`` is false, is a :class:`RecordError`."""
     if isinstance(ref, bytes):
-        return ref, None
+        return ref
     if ref.startswith("data:"):
         header, comma, payload = ref.partition(",")
         if not comma or not header.endswith(";base64"):
@@ -220,13 +263,8 @@ def load_image(ref: str | bytes, location: Location, allow_paths: bool) -> tuple
             raise RecordError(location, "image", f"bad base64 data URI: {e}") from e
         if not data:
             raise RecordError(location, "image", "the data URI holds no bytes")
-        return data, None
+        return data
     if not allow_paths:
         raise RecordError(location, "image", REMOTE_PATH_REFUSED)
     path = Path(ref)
-    if not path.is_absolute():
-        path = Path(location.source).parent / path
-    try:
-        return path.read_bytes(), str(path.resolve())
-    except OSError as e:
-        raise RecordError(location, "image", f"cannot read {path}: {e.strerror}") from e
+    return path if path.is_absolute() else Path(location.source).parent / path

@@ -7,11 +7,14 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
 
 from mmgraph.graph.encoder_state import get_state, put_state_once
-from mmgraph.graph.store import GraphStore, NodeRow
+from mmgraph.graph.store import GraphStore
 from mmgraph.ingest.encoders import NumericEncoder
 from mmgraph.ingest.readers import batched
 from mmgraph.ingest.records import Item
@@ -46,6 +49,38 @@ class RunningFit:
         }
 
 
+class FitStore(Protocol):
+    """Where the first fit of each node type's numbers is kept (the graph's ``:EncoderState``)."""
+
+    def kept(self, key: str) -> str | None:
+        """The value kept under ``key``, or ``None``."""
+
+    def keep(self, key: str, value: str) -> str:
+        """Keep ``value`` under ``key`` unless a value is kept there already; the value kept."""
+
+
+class GraphFits:
+    """The fits kept in the graph itself (:mod:`mmgraph.graph.encoder_state`)."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+
+    def kept(self, key: str) -> str | None:
+        return get_state(self.store, key)
+
+    def keep(self, key: str, value: str) -> str:
+        return put_state_once(self.store, key, value)
+
+
+@dataclass(frozen=True)
+class HeldVectors:
+    """``num`` vectors of items written before their type's first fit was known."""
+
+    type: str
+    tag: str
+    rows: list[tuple[str, np.ndarray]]
+
+
 class NumberEncoders:
     """A run's ``num`` encoders, one per node type: the standardisation kept with the graph, or,
     on the first run that brings numbers of a type, one fitted on all of this run's numbers of it.
@@ -53,20 +88,21 @@ class NumberEncoders:
     Keeping the first fit makes every later run's ``num`` vectors share its tag, so one type's
     numbers are never split between encoders; names it was not fitted on are ignored (logged).
     Items of a type without a kept fit are written without ``num_vec`` and get it at the end of
-    the run, once the fit (on all of them) is kept; their numbers wait in the scratch file.
+    the run (:meth:`held_vectors`), once the fit (on all of them) is kept; their numbers wait in
+    the scratch file.
     """
 
-    def __init__(self, store: GraphStore, scratch: Scratch) -> None:
-        self.store = store
+    def __init__(self, fits: FitStore, scratch: Scratch) -> None:
+        self.fits = fits
         self.scratch = scratch
         self.kept: dict[str, NumericEncoder | None] = {}
-        self.fits: dict[str, RunningFit] = {}
+        self.running: dict[str, RunningFit] = {}
         self.unknown: dict[str, set[str]] = {}
 
     def encoder(self, type_name: str) -> NumericEncoder | None:
         """The type's kept standardisation, or ``None`` when this run is the first to fit one."""
         if type_name not in self.kept:
-            stored = get_state(self.store, f"num:{type_name}")
+            stored = self.fits.kept(f"num:{type_name}")
             self.kept[type_name] = (
                 None if stored is None else NumericEncoder.from_dict(json.loads(stored))
             )
@@ -80,7 +116,7 @@ class NumberEncoders:
                 continue
             encoder = self.encoder(item.type)
             if encoder is None:
-                self.fits.setdefault(item.type, RunningFit()).add(item.numbers)
+                self.running.setdefault(item.type, RunningFit()).add(item.numbers)
                 self.scratch.hold_numbers(item)
                 continue
             known = set(encoder.columns)
@@ -89,10 +125,11 @@ class NumberEncoders:
                 by_type.setdefault(item.type, {})[i] = item.numbers
         return by_type
 
-    def finish(self, batch_size: int, run_id: str, timings: dict[str, float]) -> None:
-        """Keep each first fit and write the ``num`` vectors of the items that waited for it."""
-        for type_name, fit in self.fits.items():
-            kept = put_state_once(self.store, f"num:{type_name}", json.dumps(fit.state()))
+    def held_vectors(self, batch_size: int, timings: dict[str, float]) -> Iterator[HeldVectors]:
+        """Keep each first fit, then the ``num`` vectors of the items that waited for it, in
+        batches of at most ``batch_size``."""
+        for type_name, fit in self.running.items():
+            kept = self.fits.keep(f"num:{type_name}", json.dumps(fit.state()))
             encoder = NumericEncoder.from_dict(json.loads(kept))
             known = set(encoder.columns)
             rows = (
@@ -104,13 +141,8 @@ class NumberEncoders:
                 t0 = time.perf_counter()
                 vectors = encoder.encode([numbers for _, numbers in batch])
                 add_time(timings, "encode_num", t0)
-                nodes = [
-                    NodeRow(uid, type_name, {}, {"num": (vector, encoder.tag)})
-                    for (uid, _), vector in zip(batch, vectors, strict=True)
-                ]
-                t0 = time.perf_counter()
-                self.store.write_batch(nodes, [], run_id)
-                add_time(timings, "write_nodes", t0)
+                uids = [uid for uid, _ in batch]
+                yield HeldVectors(type_name, encoder.tag, list(zip(uids, vectors, strict=True)))
         for type_name, names in self.unknown.items():
             encoder = self.kept[type_name]
             if names and encoder is not None:

@@ -39,8 +39,11 @@ class IngestOptions:
         allow_image_paths: let an item's ``image`` name a file on this machine. ``False`` for
             remote callers: their images come as bytes (or ``data:<type>;base64,...`` URIs), and
             a path is quarantined without being opened.
-        max_image_pixels: a picture whose header declares more pixels is quarantined before it is
+        max_image_pixels: a picture whose header declares more pixels is refused before it is
             decoded (when images are encoded).
+        keep_items_without_image: write an item whose picture is refused (over the pixel limit,
+            unreadable, undecodable) without it, the refusal noted as a warning; else the item
+            is quarantined whole (the gRPC stream's reply has no place for warnings).
     """
 
     quarantine_dir: Path
@@ -49,6 +52,7 @@ class IngestOptions:
     encode_images: bool = True
     allow_image_paths: bool = True
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    keep_items_without_image: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> IngestOptions:
@@ -71,7 +75,9 @@ class IngestOptions:
 
 @dataclass
 class IngestResult:
-    """What a run did; :meth:`to_json` is the fixed shape of ``mmgraph ingest --json``."""
+    """What a run did; :meth:`to_json` is the fixed shape of ``mmgraph ingest --json``.
+    ``quarantined``: records refused; ``warnings``: records written without a refused field
+    (a picture); both are lines of ``quarantine_file``."""
 
     run_id: str | None
     status: Status = "ok"
@@ -81,6 +87,7 @@ class IngestResult:
     quarantine_file: Path | None = None
     nodes_created: int = 0
     relationships_created: int = 0
+    warnings: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -91,6 +98,7 @@ class IngestResult:
             "nodes_written": self.nodes_written,
             "relationships_written": self.relationships_written,
             "quarantined": self.quarantined,
+            "warnings": self.warnings,
             "quarantine_file": str(self.quarantine_file) if self.quarantine_file else None,
         }
 
@@ -101,4 +109,5 @@ class IngestResult:
             "relationships_written": self.relationships_written,
             "relationships_created": self.relationships_created,
             "quarantined": self.quarantined,
+            "warnings": self.warnings,
         }

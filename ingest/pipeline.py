@@ -3,12 +3,18 @@
 Guarantees:
 
 - A record that fails validation (schema, a type clash with the stored graph or an earlier record
-  of the input, a vector dimension clash, an image that is unreadable, has more pixels than
-  ``max_image_pixels`` or, for a run that allows no image paths, names a file, a relation endpoint
-  that is neither stored nor an item of the input, or is an item this run refused) is written to
-  the run's quarantine file with its location, field and reason; every good record is written.
+  of the input, a vector dimension clash, a malformed ``data:`` image URI or, for a run that
+  allows no image paths, an image that names a file, a relation endpoint that is neither stored
+  nor an item of the input, or is an item this run refused) is written to the run's quarantine
+  file with its location, field and reason; every good record is written.
+- An item whose picture cannot be used (unreadable, undecodable, more pixels than
+  ``max_image_pixels``, refused from its header before any decode) is written without it, its
+  other modalities and relations kept, and the refusal is a ``warning`` line of the quarantine
+  file (counted in the result's ``warnings`` and the run's ``:IngestRun``); a run for a caller
+  whose reply cannot carry warnings (``keep_items_without_image=False``) refuses the item.
 - Memory is bounded by ``batch_size``, not by the input: records are read, validated, encoded and
-  written ``batch_size`` items at a time (images decoded 64 at a time). What a run must remember
+  written ``batch_size`` items at a time (images decoded 64 at a time), at most two batches held
+  (one written on the writer's thread while the next is prepared). What a run must remember
   of its whole input lives in a temporary SQLite file, deleted when the run ends: each item uid's
   type and first location (type clashes across the whole input), which uids were written, every
   relation (written after all items, so a relation may name an item later in the input), and, on
@@ -16,16 +22,19 @@ Guarantees:
   fitted on all of them. In memory stay only per-(type, vector name) dimensions, per-type number
   statistics, and the uids of quarantined items.
 - Each write batch is one transaction: a batch that fails part-way leaves nothing of itself.
+  Batches are written one at a time, in input order.
 - Writes are ``MERGE`` on uid and on (start, type, end), so re-running an input changes no counts,
   and a run cut short (by a dead database, say) can simply be run again to completion.
 - Each run leaves an ``:IngestRun`` node (:mod:`mmgraph.graph.audit`): source, inputs with
   their SHA-256 (computed while each file is read), pid and host, times in UTC, status and
   counts.
 
-The run's rooms: options and results (:mod:`.options`), validation against the rest of the input
-(:mod:`.validator`), the scratch file (:mod:`.scratch`), numeric standardisation
-(:mod:`.numbers`), encoding (:mod:`.encoding`), the quarantine (:mod:`.quarantine`) and hashed
-input files (:mod:`.files`); this module runs them in order.
+The run's rooms: options and results (:mod:`.options`), the shared read-validate-batch loop
+(:mod:`.stream`) and validation against the rest of the input (:mod:`.validator`), the scratch
+file (:mod:`.scratch`), numeric standardisation (:mod:`.numbers`), encoding (:mod:`.encoding`),
+the quarantine (:mod:`.quarantine`), hashed input files (:mod:`.files`) and the writer's thread
+(:mod:`.writer`); this module runs them against the graph. The bulk first load (:mod:`.bulk`)
+runs the same loop into the offline importer's files.
 """
 
 from __future__ import annotations
@@ -42,17 +51,18 @@ from typing import Any
 
 from mmgraph.core.errors import MmgraphError, UnavailableError
 from mmgraph.graph import audit
-from mmgraph.graph.store import GraphStore, RelRow
+from mmgraph.graph.store import BatchResult, GraphStore, NodeRow, RelRow, TypeConflictError
 from mmgraph.ingest.encoding import Encoders, encode_items
-from mmgraph.ingest.files import HashedFiles
-from mmgraph.ingest.numbers import NumberEncoders
+from mmgraph.ingest.numbers import GraphFits, HeldVectors, NumberEncoders
 from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
+from mmgraph.ingest.progress import ProgressListener
 from mmgraph.ingest.quarantine import Quarantine, Refusal
-from mmgraph.ingest.readers import RawRecord, batched, check_file
-from mmgraph.ingest.records import Item, Location, RecordError, Relation, parse_record
-from mmgraph.ingest.scratch import Scratch
+from mmgraph.ingest.readers import RawRecord
+from mmgraph.ingest.records import Location, RecordError
+from mmgraph.ingest.scratch import HeldRelation, Scratch
+from mmgraph.ingest.stream import ItemBatch, RunInput, endpoint_error, stream_records
 from mmgraph.ingest.timings import add_time
-from mmgraph.ingest.validator import Validator
+from mmgraph.ingest.writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +79,17 @@ def ingest_files(
     encoders: Encoders | None = None,
     run_props: Mapping[str, Any] | None = None,
     on_refusal: Callable[[Refusal], None] | None = None,
+    progress: ProgressListener | None = None,
 ) -> IngestResult:
     """Ingest batch files (JSONL, CSV, Parquet) as one run; images resolve beside each file.
 
     Each file is read once and hashed as it is read; the run's ``:IngestRun`` gets ``inputs``
     (``"<path> sha256:<hex>"``) and ``sha256s`` (the hex digests) when it ends. ``run_props``:
     extra properties for the ``:IngestRun`` node (Neo4j property values); ``on_refusal``: called
-    with each quarantined record as it is refused.
+    with each quarantined record as it is refused; ``progress``: told how far the run is.
     """
-    for path in paths:
-        check_file(path)
-    files = HashedFiles(paths)
-    source = ",".join(str(path) for path in paths)
-    return _run(
-        store, files.records(), source, options, encoders, files.ledger, run_props, on_refusal
-    )
+    source = RunInput.files(paths)
+    return _run(store, source, options, encoders, run_props, on_refusal, progress)
 
 
 def ingest(
@@ -95,47 +101,41 @@ def ingest(
     inputs: Sequence[str] = (),
     run_props: Mapping[str, Any] | None = None,
     on_refusal: Callable[[Refusal], None] | None = None,
+    progress: ProgressListener | None = None,
 ) -> IngestResult:
     """Validate, encode and write ``records`` as one audited run (see the module's guarantees).
 
     ``records`` is consumed once, as a stream. An image may come as bytes, a ``data:`` URI with
     base64 bytes, or a path (refused by a run with ``allow_image_paths=False``). ``encoders``:
     those of the caller (default: fp32 text, on torch's default device); ``on_refusal``: called
-    with each quarantined record as it is refused.
+    with each quarantined record as it is refused; ``progress``: told how far the run is.
     """
-
-    def ledger() -> dict[str, Any]:
-        return {"inputs": list(inputs)}
-
-    return _run(store, records, source, options, encoders, ledger, run_props, on_refusal)
+    given = RunInput.stream(records, source, inputs)
+    return _run(store, given, options, encoders, run_props, on_refusal, progress)
 
 
 def _run(
     store: GraphStore,
-    records: Iterable[RawRecord],
-    source: str,
+    source: RunInput,
     options: IngestOptions,
     encoders: Encoders | None,
-    ledger: Callable[[], dict[str, Any]],
     run_props: Mapping[str, Any] | None,
     on_refusal: Callable[[Refusal], None] | None,
+    progress: ProgressListener | None,
 ) -> IngestResult:
     run_id = new_run_id()
     result = IngestResult(run_id)
     quarantine = Quarantine(options.quarantine_dir, run_id, on_refusal)
     started = time.perf_counter()
+    ledger = source.ledger
     store.setup_schema()
-    props = {
-        **(run_props or {}),
-        **ledger(),
-        "batch_size": options.batch_size,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-    }
-    audit.start_run(store, run_id, source, **props)
+    audit.start_run(store, run_id, source.source, **run_properties(options, ledger(), run_props))
     try:
-        with Scratch() as scratch:
-            _stream(store, records, options, encoders or Encoders(), quarantine, scratch, result)
+        with Scratch() as scratch, BackgroundWriter() as writer:
+            sink = StoreSink(
+                store, options, encoders or Encoders(), scratch, quarantine, result, writer
+            )
+            stream_records(source, sink, options, scratch, quarantine, result, progress)
     except MmgraphError as e:
         # An error of one of the kinds (a dead database, say) stopped the run: the audit trail
         # records it as failed, and a rerun completes it.
@@ -149,6 +149,32 @@ def _run(
     return result
 
 
+def run_properties(
+    options: IngestOptions, ledger: dict[str, Any], run_props: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The properties of a run's ``:IngestRun`` besides its id, source, times and counts."""
+    return {
+        **(run_props or {}),
+        **ledger,
+        "batch_size": options.batch_size,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+    }
+
+
+def settle(result: IngestResult, quarantine: Quarantine, started: float, failed: bool) -> None:
+    """Fill in how a run ended: what it refused, how long it took, its status."""
+    result.quarantined = quarantine.count
+    result.warnings = quarantine.warnings
+    result.quarantine_file = quarantine.path if quarantine.count or quarantine.warnings else None
+    result.seconds = time.perf_counter() - started
+    if failed or (quarantine.count and not (result.nodes_written or result.relationships_written)):
+        result.status = "failed"
+    else:
+        # Partial: some of the input is not in the graph, whole records or refused pictures.
+        result.status = "partial" if quarantine.count or quarantine.warnings else "ok"
+
+
 def _finish(
     store: GraphStore,
     result: IngestResult,
@@ -157,13 +183,7 @@ def _finish(
     ledger: dict[str, Any],
     failed: bool,
 ) -> None:
-    result.quarantined = quarantine.count
-    result.quarantine_file = quarantine.path if quarantine.count else None
-    result.seconds = time.perf_counter() - started
-    if failed or (quarantine.count and not (result.nodes_written or result.relationships_written)):
-        result.status = "failed"
-    else:
-        result.status = "partial" if quarantine.count else "ok"
+    settle(result, quarantine, started, failed)
     try:
         audit.finish_run(
             store,
@@ -178,109 +198,149 @@ def _finish(
         log.error("could not record the end of run %s: %s", result.run_id, e)
 
 
-def _stream(
-    store: GraphStore,
-    records: Iterable[RawRecord],
-    options: IngestOptions,
-    encoders: Encoders,
-    quarantine: Quarantine,
-    scratch: Scratch,
-    result: IngestResult,
-) -> None:
-    """Validate and write items ``batch_size`` at a time as they are read, holding relations in
-    the scratch file; then finish first numeric fits and write the relations."""
-    validator = Validator(scratch, store.vector_dimension)
-    numbers = NumberEncoders(store, scratch)
-    pending: list[tuple[Location, Item, Any]] = []
-    t0 = time.perf_counter()
-    for location, raw in records:
-        try:
-            if isinstance(raw, RecordError):
-                raise raw
-            record = parse_record(raw, location)
-            if isinstance(record, Relation):
-                scratch.hold_relation(location, record, raw)
-                continue
-            validator.check(record, location)
-            pending.append((location, record, raw))
-        except RecordError as error:
-            quarantine.add(error, raw)
-        if len(pending) >= options.batch_size:
-            add_time(result.timings, "validate", t0)
-            _write_items(store, pending, options, encoders, numbers, quarantine, scratch, result)
-            pending = []
-            t0 = time.perf_counter()
-    add_time(result.timings, "validate", t0)
-    if pending:
-        _write_items(store, pending, options, encoders, numbers, quarantine, scratch, result)
-    numbers.finish(options.batch_size, result.run_id or "", result.timings)
-    _write_relations(store, scratch, options, quarantine, result)
+class StoreSink:
+    """Writes a run into the graph, one transaction per batch, each on the writer's thread
+    while the next batch is read, validated and encoded. An item whose uid turns out stored
+    with another type is quarantined and its batch written again without it."""
 
+    merges = True
 
-def _write_items(
-    store: GraphStore,
-    batch: list[tuple[Location, Item, Any]],
-    options: IngestOptions,
-    encoders: Encoders,
-    numbers: NumberEncoders,
-    quarantine: Quarantine,
-    scratch: Scratch,
-    result: IngestResult,
-) -> None:
-    """Encode and write one batch of items (one transaction); note the uids written."""
-    states = store.node_states(item.uid for _, item, _ in batch)
-    good = []
-    for location, item, raw in batch:
-        state = states.get(item.uid)
-        if state is not None and state.type != item.type:
-            message = f"uid {item.uid!r} is stored as a {state.type}"
-            quarantine.add(RecordError(location, "type", message), raw)
-        else:
-            good.append((location, item, raw))
-    rows = encode_items(good, states, options, encoders, numbers, quarantine, result.timings)
-    t0 = time.perf_counter()
-    written = store.write_batch(rows, [], result.run_id or "")
-    add_time(result.timings, "write_nodes", t0)
-    result.nodes_written += written.nodes_written
-    result.nodes_created += written.nodes_created
-    scratch.mark_written(row.uid for row in rows)
-    log.info("run %s: %d nodes written", result.run_id, result.nodes_written)
+    def __init__(
+        self,
+        store: GraphStore,
+        options: IngestOptions,
+        encoders: Encoders,
+        scratch: Scratch,
+        quarantine: Quarantine,
+        result: IngestResult,
+        writer: BackgroundWriter,
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.encoders = encoders
+        self.scratch = scratch
+        self.quarantine = quarantine
+        self.result = result
+        self.writer = writer
+        self.numbers = NumberEncoders(GraphFits(store), scratch)
 
+    def stored_dimension(self, node_type: str, name: str) -> int | None:
+        return self.store.vector_dimension(node_type, name)
 
-def _write_relations(
-    store: GraphStore,
-    scratch: Scratch,
-    options: IngestOptions,
-    quarantine: Quarantine,
-    result: IngestResult,
-) -> None:
-    """Write the held relations in batches; refuse those naming an item this run refused."""
-    refused = scratch.unwritten(quarantine.rejected)
-    for batch in batched(scratch.relations(), options.batch_size):
-        endpoints = {uid for _, rel, _ in batch for uid in (rel.src, rel.dst)}
-        present = store.existing_types(endpoints)
+    def write_items(self, batch: ItemBatch, repeats: set[Location]) -> None:
+        # Only text and pictures are skipped when unchanged, so only their items' stored state
+        # is read, and after the write in flight if that write holds any of them.
+        asked = [
+            item.uid for _, item, _ in batch if item.text is not None or item.image is not None
+        ]
+        if self.writer.writing(asked):
+            self.writer.wait()
+        states = self.store.node_states(asked) if asked else {}
+        good = []
+        for location, item, raw in batch:
+            state = states.get(item.uid)
+            if state is not None and state.type != item.type:
+                self._refuse(location, item.uid, state.type, raw)
+            else:
+                good.append((location, item, raw))
+        encoded = encode_items(
+            good,
+            states,
+            self.options,
+            self.encoders,
+            self.numbers,
+            self.quarantine,
+            self.result.timings,
+        )
+        rows = [row for _, row in encoded]
+        sources: dict[str, list[tuple[Location, Any]]] = {}
+        for location, item, raw in good:
+            sources.setdefault(item.uid, []).append((location, raw))
+        self.writer.submit(
+            lambda: self._write(rows),
+            lambda outcome: self._written(outcome, rows, sources),
+            [row.uid for row in rows],
+        )
+
+    def finish_items(self) -> None:
+        for held in self.numbers.held_vectors(self.options.batch_size, self.result.timings):
+            self.writer.submit(lambda held=held: self._set_vectors(held), _nothing)
+        # Every item is written, and noted so, before relation endpoints are looked up.
+        self.writer.wait()
+
+    def write_relations(self, batch: list[HeldRelation]) -> None:
+        refused = self.quarantine.rejected
+        unknown = {
+            uid
+            for held in batch
+            for uid, written in ((held.row.src, held.src_written), (held.row.dst, held.dst_written))
+            if not written and uid not in refused
+        }
+        present = self.store.existing_types(unknown) if unknown else {}
         rows = []
-        for location, rel, raw in batch:
-            error = _endpoint_error(rel, location, present, refused)
+        for held in batch:
+            error = endpoint_error(held, present, refused)
             if error is not None:
-                quarantine.add(error, raw)
-                continue
-            rows.append(rel)
+                self.quarantine.add(error, held.raw())
+            else:
+                rows.append(held.row)
+        self.writer.submit(lambda: self._write_relationships(rows), self._relationships_written)
+
+    def finish(self) -> None:
+        self.writer.wait()
+        self.result.timings["wait_for_writes"] = self.writer.waited
+
+    def _write(self, rows: list[NodeRow]) -> BatchResult | TypeConflictError:
         t0 = time.perf_counter()
-        written = store.write_batch([], rows, result.run_id or "")
-        add_time(result.timings, "write_relationships", t0)
+        try:
+            return self.store.write_batch(rows, [], self.result.run_id or "")
+        except TypeConflictError as conflict:
+            return conflict
+        finally:
+            add_time(self.result.timings, "write_nodes", t0)
+
+    def _written(
+        self,
+        outcome: BatchResult | TypeConflictError,
+        rows: list[NodeRow],
+        sources: dict[str, list[tuple[Location, Any]]],
+    ) -> None:
+        if isinstance(outcome, TypeConflictError):
+            # Nothing of the batch was written: refuse the clashing items, write the others.
+            for uid, stored in outcome.conflicts.items():
+                for location, raw in sources[uid]:
+                    self._refuse(location, uid, stored, raw)
+            rows = [row for row in rows if row.uid not in outcome.conflicts]
+            outcome = self._write(rows)
+            if isinstance(outcome, TypeConflictError):  # stored meanwhile by another writer
+                raise outcome
+        self.result.nodes_written += outcome.nodes_written
+        self.result.nodes_created += outcome.nodes_created
+        self.scratch.mark_written(row.uid for row in rows)
+        log.info("run %s: %d nodes written", self.result.run_id, self.result.nodes_written)
+
+    def _refuse(self, location: Location, uid: str, stored: str, raw: Any) -> None:
+        message = f"uid {uid!r} is stored as a {stored}"
+        self.quarantine.add(RecordError(location, "type", message), raw)
+
+    def _set_vectors(self, held: HeldVectors) -> None:
+        t0 = time.perf_counter()
+        self.store.set_vectors("num", held.tag, held.rows)
+        add_time(self.result.timings, "write_held_vectors", t0)
+
+    def _write_relationships(self, rows: list[RelRow]) -> BatchResult:
+        t0 = time.perf_counter()
+        try:
+            return self.store.write_batch([], rows, self.result.run_id or "")
+        finally:
+            add_time(self.result.timings, "write_relationships", t0)
+
+    def _relationships_written(self, written: BatchResult) -> None:
+        result = self.result
         result.relationships_written += written.relationships_written
         result.relationships_created += written.relationships_created
         log.info("run %s: %d relationships written", result.run_id, result.relationships_written)
 
 
-def _endpoint_error(
-    rel: RelRow, location: Location, present: dict[str, str], refused: set[str]
-) -> RecordError | None:
-    for side in ("src", "dst"):
-        uid = getattr(rel, side)
-        if uid in refused:
-            return RecordError(location, side, f"item {uid!r} was quarantined in this run")
-        if uid not in present:
-            return RecordError(location, side, f"no item {uid!r} in the graph or the input")
+def _nothing(_: None) -> None:
     return None

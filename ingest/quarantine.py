@@ -1,6 +1,8 @@
-"""The records a run refused: appended to ``<quarantine dir>/<run_id>.jsonl`` as they are found,
-each with where it came from, the field at fault and why, and handed to a listener if given (the
-gRPC ``Ingest`` reply lists them without reading the file back)."""
+"""The records a run refused, and what it left out of records it wrote: appended to
+``<quarantine dir>/<run_id>.jsonl`` as they are found, each with its kind (``refused``: the record
+was not written; ``warning``: it was written without the field named, such as a picture that could
+not be used), where it came from, the field at fault and why. Refusals are also handed to a
+listener if given (the gRPC ``Ingest`` reply lists them without reading the file back)."""
 
 from __future__ import annotations
 
@@ -31,8 +33,13 @@ class Refusal:
     key: str
 
 
+REFUSED = "refused"
+WARNING = "warning"
+
+
 class Quarantine:
-    """Bad records of one run, appended to ``<directory>/<run_id>.jsonl`` as they are found.
+    """Bad records of one run, appended to ``<directory>/<run_id>.jsonl`` as they are found;
+    ``count`` records refused, ``warnings`` records written without a field.
 
     Args:
         directory: the quarantine folder.
@@ -47,14 +54,34 @@ class Quarantine:
         self.run_id = run_id
         self.listener = listener
         self.count = 0
+        self.warnings = 0
         # uids of items refused in this run: relations naming them are refused too.
         self.rejected: set[str] = set()
 
     def add(self, error: RecordError, raw: Any) -> None:
-        """Write ``error`` with its raw record (shortened) as one line of the file."""
+        """Refuse the record: write ``error`` with its raw record (shortened) as one line."""
+        self._write(REFUSED, error, raw)
+        if isinstance(raw, dict) and isinstance(raw.get("uid"), str):
+            self.rejected.add(raw["uid"])
+        self.count += 1
+        log.warning("quarantined %s", error)
+        if self.listener is not None:
+            location = error.location
+            self.listener(
+                Refusal(location.source, location.number, error.field, error.message, _key(raw))
+            )
+
+    def warn(self, error: RecordError, raw: Any) -> None:
+        """Note that the record is written without ``error.field``, and why."""
+        self._write(WARNING, error, raw)
+        self.warnings += 1
+        log.warning("written without %s: %s", error.field, error)
+
+    def _write(self, kind: str, error: RecordError, raw: Any) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         entry = {
             "run_id": self.run_id,
+            "kind": kind,
             "source": error.location.source,
             "record": error.location.number,
             "field": error.field,
@@ -67,15 +94,6 @@ class Quarantine:
             line = json.dumps({**entry, "raw": repr(entry["raw"])})
         with self.path.open("a", encoding="utf-8") as out:
             out.write(line + "\n")
-        if isinstance(raw, dict) and isinstance(raw.get("uid"), str):
-            self.rejected.add(raw["uid"])
-        self.count += 1
-        log.warning("quarantined %s", error)
-        if self.listener is not None:
-            location = error.location
-            self.listener(
-                Refusal(location.source, location.number, error.field, error.message, _key(raw))
-            )
 
 
 def _key(raw: Any) -> str:

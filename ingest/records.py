@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,6 +34,8 @@ from mmgraph.graph.schema import (
 
 MAX_UID_LENGTH = 512
 INT64 = (-(2**63), 2**63 - 1)
+# Vectors are stored as float32: a larger magnitude would become infinite.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Relationship properties mmgraph sets itself.
 RESERVED_RELATION_PROPERTIES = frozenset({"weight", "source"})
 
@@ -90,6 +93,31 @@ def _relation_properties(props: dict[str, Any]) -> dict[str, Any]:
     return _properties(props, RESERVED_RELATION_PROPERTIES)
 
 
+def _finite_vector(values: list[float]) -> list[float]:
+    """Refuse a value that is not finite once stored as float32 (NaN, infinity, or beyond
+    float32's range), in three passes in C over the list, not a Python call per element: a sum
+    that is finite holds no NaN or infinity; its max and min bound the range. (A sum that
+    overflows is checked value by value.)"""
+    if not values:
+        return values  # refused by name with the other vectors' checks
+    if math.isfinite(sum(values)) and min(values) >= -FLOAT32_MAX and max(values) <= FLOAT32_MAX:
+        return values
+    bad = [i for i, v in enumerate(values) if not abs(v) <= FLOAT32_MAX]
+    if not bad:
+        return values
+    raise ValueError(f"value {bad[0]} ({values[bad[0]]}) is not a finite float32 number")
+
+
+def _finite_numbers(numbers: dict[str, float]) -> dict[str, float]:
+    """Refuse a number that is not finite (one check of the sum for all of them)."""
+    if math.isfinite(sum(numbers.values())):
+        return numbers
+    bad = next((key for key, value in numbers.items() if not math.isfinite(value)), None)
+    if bad is None:
+        return numbers
+    raise ValueError(f"{bad!r}: must be a finite number")
+
+
 def _vector_names(vectors: dict[str, list[float]]) -> dict[str, list[float]]:
     for name, values in vectors.items():
         check_modality_name(name)
@@ -105,6 +133,7 @@ Text = Annotated[StrictStr, AfterValidator(_utf8)]
 TypeName = Annotated[StrictStr, AfterValidator(check_type_name)]
 Uid = Annotated[Text, Field(min_length=1, max_length=MAX_UID_LENGTH)]
 Number = Annotated[StrictFloat, AfterValidator(_finite)]
+Vector = Annotated[list[StrictFloat], AfterValidator(_finite_vector)]
 Properties = Annotated[dict[str, Any], AfterValidator(_properties)]
 RelationProperties = Annotated[dict[str, Any], AfterValidator(_relation_properties)]
 
@@ -122,8 +151,14 @@ class Item(BaseModel):
     image: (
         Annotated[Text, Field(min_length=1)] | Annotated[StrictBytes, Field(min_length=1)] | None
     ) = None
-    numbers: dict[Annotated[Text, Field(min_length=1)], Number] | None = None
-    vectors: Annotated[dict[str, list[Number]], AfterValidator(_vector_names)] | None = None
+    numbers: (
+        Annotated[
+            dict[Annotated[Text, Field(min_length=1)], StrictFloat],
+            AfterValidator(_finite_numbers),
+        ]
+        | None
+    ) = None
+    vectors: Annotated[dict[str, Vector], AfterValidator(_vector_names)] | None = None
     props: Properties = Field(default_factory=dict)
 
 

@@ -3,15 +3,43 @@ bounded by the batch size however large the input is."""
 
 from __future__ import annotations
 
-import json
+import pickle
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mmgraph.graph.store import RelRow
 from mmgraph.ingest.records import Item, Location, Relation
+
+
+def pack(value: Any) -> bytes:
+    """``value`` as bytes to keep in the scratch file. Pickle: the file is this process's own,
+    in a private temporary folder, read back only by it; pickle is several times faster than
+    JSON for the raw records it keeps."""
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(data: bytes) -> Any:
+    """A value kept with :func:`pack`."""
+    return pickle.loads(data)
+
+
+class HeldRelation(NamedTuple):
+    """A relation held until every item is written: where it came from, the row to write,
+    whether this run wrote each endpoint, its raw record (decoded only if it is refused), and,
+    when asked, whether its (src, type, dst) may occur more than once in the input."""
+
+    location: Location
+    row: RelRow
+    src_written: bool
+    dst_written: bool
+    packed_raw: bytes
+    repeated: bool = False
+
+    def raw(self) -> Any:
+        return unpack(self.packed_raw)
 
 
 class Scratch:
@@ -32,9 +60,9 @@ class Scratch:
             CREATE TABLE items (uid TEXT PRIMARY KEY, type TEXT NOT NULL, source INTEGER NOT NULL,
                                 number INTEGER NOT NULL, written INTEGER NOT NULL DEFAULT 0)
                 WITHOUT ROWID;
-            CREATE TABLE relations (src TEXT, dst TEXT, type TEXT, weight REAL, props TEXT,
-                                    source INTEGER, number INTEGER, raw TEXT);
-            CREATE TABLE numbers (type TEXT, uid TEXT, numbers TEXT);
+            CREATE TABLE relations (src TEXT, dst TEXT, type TEXT, weight REAL, props BLOB,
+                                    source INTEGER, number INTEGER, raw BLOB, key INTEGER);
+            CREATE TABLE numbers (type TEXT, uid TEXT, numbers BLOB);
             """
         )
         # One transaction for the whole run: the file is thrown away, never committed to.
@@ -59,51 +87,66 @@ class Scratch:
     def claim(self, uid: str, type_name: str, location: Location) -> tuple[str, Location] | None:
         """Remember that ``uid`` is a ``type_name`` first seen at ``location``; if it was seen
         before, return the type and location it was first seen with instead."""
-        row = self.db.execute(
+        inserted = self.db.execute(
+            "INSERT OR IGNORE INTO items (uid, type, source, number) VALUES (?, ?, ?, ?)",
+            (uid, type_name, self._source(location), location.number),
+        ).rowcount
+        if inserted:
+            return None
+        type_seen, source, number = self.db.execute(
             "SELECT type, source, number FROM items WHERE uid = ?", (uid,)
         ).fetchone()
-        if row is not None:
-            return row[0], Location(self._sources[row[1]], row[2])
-        self.db.execute(
-            "INSERT INTO items (uid, type, source, number) VALUES (?, ?, ?, ?)",
-            (uid, type_name, self._source(location), location.number),
-        )
-        return None
+        return type_seen, Location(self._sources[source], number)
 
     def mark_written(self, uids: Iterable[str]) -> None:
         self.db.executemany("UPDATE items SET written = 1 WHERE uid = ?", ((u,) for u in uids))
 
-    def unwritten(self, uids: Iterable[str]) -> set[str]:
-        """The uids among ``uids`` that this run did not write."""
-        query = "SELECT 1 FROM items WHERE uid = ? AND written = 1"
-        return {uid for uid in uids if self.db.execute(query, (uid,)).fetchone() is None}
-
     def hold_relation(self, location: Location, relation: Relation, raw: Any) -> None:
         self.db.execute(
-            "INSERT INTO relations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO relations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 relation.src,
                 relation.dst,
                 relation.type,
                 relation.weight,
-                json.dumps(relation.props),
+                pack(relation.props) if relation.props else None,
                 self._source(location),
                 location.number,
-                json.dumps(raw, default=repr),
+                pack(raw),
+                hash((relation.src, relation.type, relation.dst)),
             ),
         )
 
-    def relations(self) -> Iterator[tuple[Location, RelRow, Any]]:
-        """The held relations in input order."""
-        rows = self.db.execute("SELECT * FROM relations ORDER BY rowid")
-        for src, dst, type_name, weight, props, source, number, raw in rows:
+    def relation_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM relations").fetchone()[0]
+
+    def relations(self, flag_repeats: bool = False) -> Iterator[HeldRelation]:
+        """The held relations in input order, each with whether this run wrote its endpoints;
+        with ``flag_repeats``, every relation whose (src, type, dst) may occur more than once
+        (by a hash of it: a collision flags a few more, never fewer) is marked ``repeated``."""
+        repeats = ""
+        if flag_repeats:
+            self.db.execute("DROP TABLE IF EXISTS repeated")
+            self.db.execute(
+                "CREATE TEMP TABLE repeated AS "
+                "SELECT key FROM relations GROUP BY key HAVING count(*) > 1"
+            )
+            self.db.execute("CREATE INDEX temp.repeated_key ON repeated (key)")
+            repeats = ", r.key IN repeated"
+        rows = self.db.execute(
+            "SELECT r.src, r.dst, r.type, r.weight, r.props, r.source, r.number, r.raw, "
+            f"coalesce(a.written, 0), coalesce(b.written, 0){repeats} FROM relations r "
+            "LEFT JOIN items a ON a.uid = r.src LEFT JOIN items b ON b.uid = r.dst "
+            "ORDER BY r.rowid"
+        )
+        for src, dst, type_name, weight, props, source, number, raw, a, b, *repeated in rows:
+            row = RelRow(src, dst, type_name, weight, unpack(props) if props else {})
             location = Location(self._sources[source], number)
-            yield location, RelRow(src, dst, type_name, weight, json.loads(props)), json.loads(raw)
+            yield HeldRelation(location, row, bool(a), bool(b), raw, bool(repeated and repeated[0]))
 
     def hold_numbers(self, item: Item) -> None:
         self.db.execute(
-            "INSERT INTO numbers VALUES (?, ?, ?)",
-            (item.type, item.uid, json.dumps(item.numbers)),
+            "INSERT INTO numbers VALUES (?, ?, ?)", (item.type, item.uid, pack(item.numbers))
         )
 
     def numbers(self, type_name: str) -> Iterator[tuple[str, dict[str, float]]]:
@@ -112,4 +155,4 @@ class Scratch:
             "SELECT uid, numbers FROM numbers WHERE type = ? ORDER BY rowid", (type_name,)
         )
         for uid, numbers in rows:
-            yield uid, json.loads(numbers)
+            yield uid, unpack(numbers)

@@ -16,7 +16,7 @@ from mmgraph.core.config import Settings
 from mmgraph.graph.local_neo4j import LocalNeo4j
 from mmgraph.graph.store import GraphStore
 
-OWN_SERVER_MODULES = ("test_local_neo4j.py", "test_gds.py")
+OWN_SERVER_MODULES = ("test_local_neo4j.py", "test_gds.py", "test_bulk.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

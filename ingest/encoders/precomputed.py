@@ -45,6 +45,20 @@ class PrecomputedEncoder(Encoder):
         if not len(inputs):
             return empty(self.dim) if self._dim is not None else np.empty((0, 0), np.float32)
         expected = self._dim
+        try:  # the usual case, validated vectors of one length: one conversion in C
+            with np.errstate(over="ignore"):  # a value beyond float32 is named below
+                matrix = np.asarray(inputs, dtype=np.float32)
+        except (TypeError, ValueError):
+            matrix = None  # ragged or not numbers: found and named row by row below
+        if (
+            matrix is not None
+            and matrix.ndim == 2
+            and matrix.shape[1]
+            and matrix.shape[1] == (expected or matrix.shape[1])
+            and np.isfinite(matrix).all()
+        ):
+            self._dim = matrix.shape[1]
+            return matrix
         rows = []
         for i, vector in enumerate(inputs):
             try:

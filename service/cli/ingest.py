@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -10,6 +13,7 @@ import typer
 from mmgraph.core.config import Settings
 from mmgraph.core.errors import EXIT_FAILED, EXIT_PARTIAL, MmgraphError
 from mmgraph.ingest.datasets import DATASETS
+from mmgraph.ingest.progress import READING, Progress, ProgressListener
 from mmgraph.service.cli.options import JsonOption
 from mmgraph.service.cli.output import emit_json, errors, print_table
 
@@ -40,16 +44,28 @@ def ingest_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Records per write transaction.")] = 2000,
     text: Annotated[bool, typer.Option(help="Encode the text modality.")] = True,
     images: Annotated[bool, typer.Option(help="Encode the image modality.")] = True,
+    bulk: Annotated[
+        bool | None,
+        typer.Option(
+            "--bulk/--no-bulk",
+            help="Load through Neo4j's offline importer (only the local database, only while "
+            "empty; it is stopped and started again), or never. Default: when the local "
+            "database is known empty.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Validate, encode and write records as one audited run; bad records go to quarantine.
 
-    Exit code: 0 ok, 3 partial (some records quarantined), 1 failed (every record
-    quarantined), else the code of the error that stopped it (README: exit codes); with
-    --from-dir 75 also when another run holds the folder's lock (try again later).
+    Exit code: 0 ok, 3 partial (some records quarantined, or written without a refused
+    picture), 1 failed (every record quarantined), else the code of the error that stopped it
+    (README: exit codes); with --from-dir 75 also when another run holds the folder's lock (try
+    again later).
     """
     if sum(map(bool, (paths, dataset, from_dir))) != 1:
         raise typer.BadParameter("give exactly one of PATHS, --dataset or --from-dir")
+    if from_dir is not None and bulk:
+        raise typer.BadParameter("--bulk loads files or a dataset, not a drop folder")
     from mmgraph.ingest.options import IngestError, IngestResult
     from mmgraph.service.workflows import ingest as workflow
 
@@ -63,10 +79,15 @@ def ingest_command(
             _report_folder(folder.to_json())
         raise typer.Exit(folder.exit_code)
     try:
-        if dataset:
-            result = workflow.ingest_dataset(settings, dataset, **options)
-        else:
-            result = workflow.ingest_paths(settings, paths or [], **options)
+        with _progress_bar(not as_json) as progress:
+            if dataset:
+                result = workflow.ingest_dataset(
+                    settings, dataset, bulk=bulk, progress=progress, **options
+                )
+            else:
+                result = workflow.ingest_paths(
+                    settings, paths or [], bulk=bulk, progress=progress, **options
+                )
     except IngestError as e:
         _report_ingest(e.result, as_json)
         raise
@@ -81,6 +102,49 @@ def ingest_command(
         raise typer.Exit(EXIT_PARTIAL)
 
 
+@contextmanager
+def _progress_bar(wanted: bool) -> Iterator[ProgressListener | None]:
+    """A progress bar on stderr when ``wanted`` and stderr is a terminal: the stage, its bar
+    and time left when its size is known (bytes of files, relations), records read and the
+    stage's rate per second."""
+    console = errors()
+    if not (wanted and console.is_terminal):
+        yield None
+        return
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+
+    columns = (
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.fields[records]:>12,} records  {task.fields[rate]:>9,.0f}/s"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    with Bar(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(READING, total=None, records=0, rate=0.0)
+        stage, since = READING, time.monotonic()
+
+        def show(progress: Progress) -> None:
+            nonlocal stage, since
+            if progress.stage != stage:
+                stage, since = progress.stage, time.monotonic()
+                bar.reset(task, description=stage)
+            # Records per second while reading; relations per second while writing them.
+            count = progress.records if stage == READING else progress.done
+            rate = count / max(time.monotonic() - since, 1e-6)
+            bar.update(
+                task,
+                completed=progress.done,
+                total=progress.total,
+                records=progress.records,
+                rate=rate,
+            )
+
+        yield show
+
+
 def _report_ingest(result: IngestResult, as_json: bool) -> None:
     if as_json:
         emit_json(result.to_json())
@@ -90,7 +154,10 @@ def _report_ingest(result: IngestResult, as_json: bool) -> None:
     rows += [[f"  {step} (s)", round(seconds, 1)] for step, seconds in result.timings.items()]
     print_table(f"ingest run {result.run_id}: {result.status}", ["what", "count"], rows, 1)
     if result.quarantine_file:
-        errors().print(f"quarantined records: {result.quarantine_file}")
+        what = "quarantined records" if result.quarantined else "records written without a field"
+        if result.quarantined and result.warnings:
+            what += " and records written without a field"
+        errors().print(f"{what}: {result.quarantine_file}")
 
 
 def _report_folder(report: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ from mmgraph.graph.store import GraphStore, NodeRow, RelRow
 from mmgraph.ingest.encoding import REMOTE_PATH_REFUSED, Encoders
 from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
 from mmgraph.ingest.pipeline import ingest, ingest_files
+from mmgraph.ingest.progress import READING, RELATIONS, Progress
 from mmgraph.ingest.records import Location
 
 DIM = 8
@@ -300,9 +301,11 @@ def test_images_resolve_beside_the_file_and_bad_ones_are_quarantined(
         ],
     )
     result = ingest_files(store, [path], _options(tmp_path))
-    assert (result.nodes_written, result.quarantined) == (1, 2)
+    # The malformed data URI refuses its record; the missing file only its picture (issue 21).
+    assert (result.nodes_written, result.quarantined, result.warnings) == (2, 1, 1)
     assert {e["field"] for e in _quarantine(result.quarantine_file)} == {"image"}
     assert store.get_node("i:3").props["text"] == "fine"
+    assert "image_ref" not in store.get_node("i:1").props
 
 
 def test_relation_rows_use_the_store_for_endpoints(store: GraphStore, tmp_path: Path) -> None:
@@ -520,9 +523,10 @@ def test_a_pixel_bomb_is_quarantined_with_its_reason_before_decoding(
         max_image_pixels=1_000_000,
     )
     result = ingest(store, records, "grpc:peer", options)
-    assert (result.status, result.nodes_written, result.quarantined) == ("partial", 1, 1)
+    # Written without its picture since issue 21, the refusal a warning.
+    assert (result.status, result.nodes_written, result.quarantined) == ("partial", 2, 0)
     (entry,) = _quarantine(result.quarantine_file)
-    assert (entry["record"], entry["field"]) == (1, "image")
+    assert (entry["record"], entry["field"], entry["kind"]) == (1, "image", "warning")
     assert "9000x9000 is 81,000,000 pixels" in entry["message"]
     assert "limit of 1,000,000" in entry["message"] and "before decoding" in entry["message"]
     # The picture's base64 is not copied whole into the quarantine file.
@@ -642,3 +646,80 @@ def test_an_input_larger_than_the_memory_limit_ingests(
     assert (result["status"], result["nodes_written"]) == ("ok", n)
     assert result["relationships_written"] == n - 1
     assert store.counts().to_dict() == {"nodes": {"M": n}, "relationships": {"NEXT": n - 1}}
+
+
+def test_an_item_whose_picture_is_refused_keeps_its_text_and_relations(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    Image.new("1", (2000, 2000)).save(pictures / "poster.png")  # 4 MP: above the limit below
+    (pictures / "broken.png").write_bytes(b"\x89PNG not a picture")
+    store.write_batch(
+        [NodeRow("p:old", "Poster", {"image_ref": "sha256:old"}, {"image": ([1.0], "old@1")})],
+        [],
+        "earlier",
+    )
+    records = [
+        {"uid": "p:big", "type": "Poster", "text": "a big poster", "image": "pictures/poster.png"},
+        {"uid": "p:old", "type": "Poster", "text": "now broken", "image": "pictures/broken.png"},
+        {"uid": "t:art", "type": "Tag", "text": "art"},
+        {"src": "p:big", "dst": "t:art", "type": "HAS_TAG"},
+        {"src": "p:old", "dst": "t:art", "type": "HAS_TAG"},
+    ]
+    path = _jsonl(tmp_path / "posters.jsonl", records)
+    options = IngestOptions(
+        quarantine_dir=tmp_path / "q", encode_text=False, max_image_pixels=1_000_000
+    )
+    result = ingest_files(store, [path], options)
+
+    assert (result.status, result.nodes_written, result.relationships_written) == ("partial", 3, 2)
+    assert (result.quarantined, result.warnings) == (0, 2)
+    assert result.to_json()["warnings"] == 2
+    big, old = store.get_node("p:big"), store.get_node("p:old")
+    assert big.props["text"] == "a big poster" and old.props["text"] == "now broken"
+    # Without the modality: no vector, and no picture stored before is left to stand for it.
+    assert "image" not in big.vectors and "image" not in old.vectors
+    assert "image_ref" not in big.props and "image_ref" not in old.props
+    assert (
+        store.relationships_of("p:big")
+        == store.relationships_of("p:old")
+        == [("HAS_TAG", "t:art", 1.0)]
+    )
+    warnings = {e["raw"]["uid"]: e for e in _quarantine(result.quarantine_file)}
+    assert {e["kind"] for e in warnings.values()} == {"warning"}
+    assert "2000x2000 is 4,000,000 pixels" in warnings["p:big"]["message"]
+    assert "cannot decode image" in warnings["p:old"]["message"]
+    assert "encode_image" not in result.timings
+    (run,) = [r for r in audit.runs(store) if r["id"] == result.run_id]
+    assert (run["warnings"], run["quarantined"], run["status"]) == (2, 0, "partial")
+
+
+def test_a_refused_picture_refuses_its_item_where_warnings_cannot_be_told(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    records = [
+        (Location("grpc:peer", 1), {"uid": "b:1", "type": "Photo", "image": b"not a picture"}),
+        (Location("grpc:peer", 2), {"uid": "b:2", "type": "Photo", "text": "fine"}),
+    ]
+    options = IngestOptions(
+        quarantine_dir=tmp_path, encode_text=False, keep_items_without_image=False
+    )
+    result = ingest(store, records, "grpc:peer", options)
+    assert (result.nodes_written, result.quarantined, result.warnings) == (1, 1, 0)
+    (entry,) = _quarantine(result.quarantine_file)
+    assert (entry["kind"], entry["field"]) == ("refused", "image")
+    assert store.existing_types(["b:1", "b:2"]) == {"b:2": "Photo"}
+
+
+def test_a_run_reports_how_far_it_is_by_stage(store: GraphStore, tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "p.jsonl", _items(120) + _relations(120))
+    seen: list[Progress] = []
+    ingest_files(store, [path], _options(tmp_path), progress=seen.append)
+    reading = [p for p in seen if p.stage == READING]
+    assert len(reading) > 2 and reading[-1].records == 240
+    assert reading[-1].done == reading[-1].total == path.stat().st_size
+    assert all(a.done <= b.done for a, b in zip(reading, reading[1:], strict=False))
+    relations = [p for p in seen if p.stage == RELATIONS]
+    assert relations[0].done == 0 and relations[-1].done == relations[-1].total == 120
+    assert [p.stage for p in seen] == [READING] * len(reading) + [RELATIONS] * len(relations)

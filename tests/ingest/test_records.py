@@ -37,6 +37,8 @@ def test_item_and_relation_parse() -> None:
         ({"uid": "x", "type": "Entity"}, "type", "reserved"),
         ({"uid": "x", "type": "E", "vectors": {"clip": ["a", 1]}}, "vectors.clip.0", "number"),
         ({"uid": "x", "type": "E", "vectors": {"clip": "abc"}}, "vectors.clip", "list"),
+        ({"uid": "x", "type": "E", "vectors": {"v": [1.0, float("nan")]}}, "vectors.v", "value 1"),
+        ({"uid": "x", "type": "E", "vectors": {"v": [1e39]}}, "vectors.v", "finite float32"),
         ({"uid": "x", "type": "E", "vectors": {"clip": []}}, "vectors", "empty"),
         ({"uid": "x", "type": "E", "vectors": {"text": [1.0]}}, "vectors", "reserved"),
         ({"uid": "x", "type": "E", "numbers": {"p": "3"}}, "numbers.p", "number"),

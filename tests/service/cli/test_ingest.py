@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from mmgraph.core.config import Settings
-from mmgraph.graph.store import GraphStore
+from mmgraph.graph.store import GraphStore, NodeRow
 from mmgraph.service.cli import app
 
 runner = CliRunner()
@@ -40,6 +40,7 @@ def test_ingest_and_stats_print_their_fixed_json_shapes(
         "nodes_written",
         "relationships_written",
         "quarantined",
+        "warnings",
         "quarantine_file",
     }
     assert report["status"] == "ok" and report["quarantine_file"] is None
@@ -79,6 +80,7 @@ def test_user_errors_print_one_line_and_exit_with_their_kind(env: Settings, tmp_
         "nodes_written": 0,
         "relationships_written": 0,
         "quarantined": 0,
+        "warnings": 0,
         "quarantine_file": None,
     }
     assert runner.invoke(app, ["ingest", "--dataset", "nope"]).exit_code == 4
@@ -102,3 +104,20 @@ def test_ingest_from_dir_takes_each_file_once(
     assert outcomes == {"a.jsonl": "skipped", "b.jsonl": "ingested"}
     assert store.counts().nodes == {"Product": 2}
     assert runner.invoke(app, ["ingest", "--from-dir", str(drop), "x.jsonl"]).exit_code == 2
+
+
+def test_bulk_on_a_server_named_by_neo4j_uri_is_refused_and_changes_nothing(
+    env: Settings, store: GraphStore, tmp_path: Path
+) -> None:
+    store.write_batch([NodeRow("p:0", "Product")], [], "earlier")
+    path = _write(tmp_path / "g.jsonl", [{"uid": "p:1", "type": "Product"}])
+    result = runner.invoke(app, ["ingest", str(path), "--bulk", "--json"])
+    assert result.exit_code == 5, result.output  # failed precondition
+    assert "--bulk loads only the local Neo4j" in result.output
+    assert "Traceback" not in result.output
+    assert json.loads(result.stdout)["run_id"] is None
+    assert store.counts().nodes == {"Product": 1}
+    # Unasked, a run on such a server is transactional.
+    default = runner.invoke(app, ["ingest", str(path), "--json", "--no-text"])
+    assert default.exit_code == 0, default.output
+    assert store.counts().nodes == {"Product": 2}

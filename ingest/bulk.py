@@ -1,0 +1,310 @@
+"""The bulk first load: a run's validated, encoded records written as the files of Neo4j's
+offline importer (:mod:`mmgraph.graph.import_files`) and imported into the empty local database
+(:mod:`mmgraph.graph.bulk_load`), giving the graph a transactional run would write.
+
+Validation, quarantine and encoding are those of every run (:mod:`.stream`). What the importer
+cannot do is done by the transactional upsert once the import is done, in input order: an item
+whose uid came earlier in the input (the importer takes each uid once; the upsert merges), a
+relation whose (src, type, dst) may repeat (all its occurrences), values CSV cannot carry (see
+:mod:`mmgraph.graph.import_files`), and ``num`` vectors of a uid first written without numbers.
+Items awaiting their type's first numeric fit are held in the scratch file until it is known,
+then written with their ``num`` vector. After the import come the schema, the kept fits, those
+writes and the run's ``:IngestRun`` (recorded only then: until the import the database is
+untouched, so a run that stops before it changes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mmgraph.core.config import Settings
+from mmgraph.core.errors import MmgraphError
+from mmgraph.graph import audit
+from mmgraph.graph.bulk_load import LocalBulkLoad
+from mmgraph.graph.encoder_state import put_state_once
+from mmgraph.graph.import_files import ImportFiles
+from mmgraph.graph.store import GraphStore, NodeRow, RelRow
+from mmgraph.ingest.encoding import Encoders, encode_items
+from mmgraph.ingest.numbers import HeldVectors, NumberEncoders
+from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
+from mmgraph.ingest.pipeline import new_run_id, run_properties, settle
+from mmgraph.ingest.progress import FINISHING, IMPORTING, Progress, ProgressListener
+from mmgraph.ingest.quarantine import Quarantine
+from mmgraph.ingest.readers import RawRecord, batched
+from mmgraph.ingest.records import Location
+from mmgraph.ingest.scratch import HeldRelation, Scratch, pack, unpack
+from mmgraph.ingest.stream import ItemBatch, RunInput, endpoint_error, stream_records
+from mmgraph.ingest.timings import add_time
+
+log = logging.getLogger(__name__)
+
+
+def bulk_ingest_files(
+    settings: Settings,
+    paths: Sequence[Path],
+    options: IngestOptions,
+    encoders: Encoders | None = None,
+    progress: ProgressListener | None = None,
+) -> IngestResult:
+    """Load batch files (JSONL, CSV, Parquet) as one run into the empty local database of
+    ``settings`` (see the module); refused before anything is read when it may not be loaded
+    (:class:`~mmgraph.graph.bulk_load.BulkLoadRefusedError`)."""
+    return _run(settings, RunInput.files(paths), options, encoders, progress)
+
+
+def bulk_ingest(
+    settings: Settings,
+    records: Iterable[RawRecord],
+    source: str,
+    options: IngestOptions,
+    encoders: Encoders | None = None,
+    progress: ProgressListener | None = None,
+) -> IngestResult:
+    """Load a stream of records as one run into the empty local database of ``settings``."""
+    return _run(settings, RunInput.stream(records, source), options, encoders, progress)
+
+
+def _run(
+    settings: Settings,
+    source: RunInput,
+    options: IngestOptions,
+    encoders: Encoders | None,
+    progress: ProgressListener | None,
+) -> IngestResult:
+    run_id = new_run_id()
+    result = IngestResult(run_id)
+    quarantine = Quarantine(options.quarantine_dir, run_id)
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    with LocalBulkLoad(settings) as target:
+        try:
+            with Scratch() as scratch:
+                files = ImportFiles(target.work, run_id)
+                sink = ImportSink(
+                    files, options, encoders or Encoders(), scratch, quarantine, result
+                )
+                read = stream_records(source, sink, options, scratch, quarantine, result, progress)
+                if progress is not None:
+                    progress(Progress(IMPORTING, read))
+                t0 = time.perf_counter()
+                report = target.load(*files.close())
+                result.timings["import"] = report.seconds
+                result.timings["restart"] = time.perf_counter() - t0 - report.seconds
+                if progress is not None:
+                    progress(Progress(FINISHING, read))
+                store = target.store()
+                sink.after_import(store)
+            settle(result, quarantine, started, failed=False)
+            props = run_properties(options, source.ledger(), {"mode": "bulk"})
+            audit.start_run(store, run_id, source.source, started=started_at, **props)
+            audit.finish_run(
+                store,
+                run_id,
+                result.status,
+                result.counts(),
+                quarantine_file=str(result.quarantine_file) if result.quarantine_file else None,
+                imported_nodes=report.nodes,
+                imported_relationships=report.relationships,
+            )
+        except MmgraphError as e:
+            settle(result, quarantine, started, failed=True)
+            raise IngestError(f"bulk ingest run {run_id} stopped: {e}", result) from e
+    return result
+
+
+class MemoryFits:
+    """The first numeric fits of a load into an empty database, kept in memory until the
+    database exists (then :meth:`ImportSink.after_import` keeps them in the graph)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def kept(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def keep(self, key: str, value: str) -> str:
+        return self.values.setdefault(key, value)
+
+
+class ImportSink:
+    """Writes a run as the importer's files, and what they cannot hold into the scratch file,
+    for :meth:`after_import` (see the module)."""
+
+    merges = False
+
+    def __init__(
+        self,
+        files: ImportFiles,
+        options: IngestOptions,
+        encoders: Encoders,
+        scratch: Scratch,
+        quarantine: Quarantine,
+        result: IngestResult,
+    ) -> None:
+        self.files = files
+        self.options = options
+        self.encoders = encoders
+        self.scratch = scratch
+        self.quarantine = quarantine
+        self.result = result
+        self.fits = MemoryFits()
+        self.numbers = NumberEncoders(self.fits, scratch)
+        self.held = _Held(scratch)
+        self.position = 0
+
+    def stored_dimension(self, node_type: str, name: str) -> int | None:
+        return None  # the database is empty
+
+    def write_items(self, batch: ItemBatch, repeats: set[Location]) -> None:
+        t = self.result.timings
+        rows = encode_items(
+            batch, {}, self.options, self.encoders, self.numbers, self.quarantine, t
+        )
+        awaiting = {
+            location
+            for location, item, _ in batch
+            if item.numbers and self.numbers.kept.get(item.type) is None
+        }
+        now = []
+        for location, row in rows:
+            self.position += 1
+            if location in repeats:
+                self.held.later_node(self.position, row)
+            elif location in awaiting:
+                self.held.hold(self.position, row)
+            else:
+                now.append((self.position, row))
+        self._write_nodes(now)
+        self.result.nodes_written += len(rows)
+        self.scratch.mark_written(row.uid for _, row in rows)
+
+    def finish_items(self) -> None:
+        for held in self.numbers.held_vectors(self.options.batch_size, self.result.timings):
+            self.held.set_vectors(held)
+        for batch in batched(self.held.rows(), self.options.batch_size):
+            self._write_nodes(batch)
+
+    def write_relations(self, batch: list[HeldRelation]) -> None:
+        rows = []
+        for held in batch:
+            error = endpoint_error(held, (), self.quarantine.rejected)
+            if error is not None:
+                self.quarantine.add(error, held.raw())
+            elif held.repeated:
+                self.held.later_relationship(held.row)
+                self.result.relationships_written += 1
+            else:
+                rows.append(held.row)
+        t0 = time.perf_counter()
+        for row in self.files.add_relationships(rows):
+            self.held.later_relationship(row)
+        add_time(self.result.timings, "write_files", t0)
+        self.result.relationships_written += len(rows)
+        self.result.relationships_created += len(rows)
+
+    def finish(self) -> None:
+        return None
+
+    def after_import(self, store: GraphStore) -> None:
+        """The writes that follow the import: the schema, the first fits, then in input order
+        what the importer could not write (see the module)."""
+        t0 = time.perf_counter()
+        store.setup_schema()
+        add_time(self.result.timings, "schema", t0)
+        t0 = time.perf_counter()
+        for key, value in self.fits.values.items():
+            put_state_once(store, key, value)
+        run_id, size = self.result.run_id or "", self.options.batch_size
+        for nodes in batched(self.held.later_nodes(), size):
+            self.result.nodes_created += store.write_batch(nodes, [], run_id).nodes_created
+        for held in self.held.later_vectors(size):
+            store.set_vectors("num", held.tag, held.rows)
+        for relationships in batched(self.held.later_relationships(), size):
+            written = store.write_batch([], relationships, run_id)
+            self.result.relationships_created += written.relationships_created
+        add_time(self.result.timings, "write_after_import", t0)
+
+    def _write_nodes(self, rows: list[tuple[int, NodeRow]]) -> None:
+        t0 = time.perf_counter()
+        later = self.files.add_nodes([row for _, row in rows])
+        positions = {row.uid: position for position, row in rows}
+        for row in later:
+            self.held.later_node(positions[row.uid], row)
+        self.result.nodes_created += len(rows)
+        add_time(self.result.timings, "write_files", t0)
+
+
+class _Held:
+    """Rows a load holds in the scratch file: items awaiting their first numeric fit, and what
+    is written by the upsert after the import (ordered by input position)."""
+
+    def __init__(self, scratch: Scratch) -> None:
+        self.db = scratch.db
+        self.db.executescript(
+            """
+            CREATE TABLE held (uid TEXT UNIQUE, position INTEGER, row BLOB, vec BLOB, tag TEXT);
+            CREATE TABLE later_nodes (position INTEGER, row BLOB);
+            CREATE TABLE later_vectors (type TEXT, tag TEXT, uid TEXT, vec BLOB);
+            CREATE TABLE later_relationships (row BLOB);
+            """
+        )
+
+    def hold(self, position: int, row: NodeRow) -> None:
+        self.db.execute(
+            "INSERT INTO held (uid, position, row) VALUES (?, ?, ?)",
+            (row.uid, position, pack(row)),
+        )
+
+    def set_vectors(self, held: HeldVectors) -> None:
+        """Give held rows their ``num`` vector; one for a uid not held (first written without
+        numbers) is kept for after the import."""
+        packed = [(pack(vector), held.tag, uid) for uid, vector in held.rows]
+        update = "UPDATE held SET vec = ?, tag = ? WHERE uid = ?"
+        if self.db.executemany(update, packed).rowcount == len(packed):
+            return
+        for vec, tag, uid in packed:
+            if not self.db.execute("SELECT 1 FROM held WHERE uid = ?", (uid,)).fetchone():
+                self.db.execute(
+                    "INSERT INTO later_vectors VALUES (?, ?, ?, ?)", (held.type, tag, uid, vec)
+                )
+
+    def rows(self) -> Iterator[tuple[int, NodeRow]]:
+        """The held rows with their ``num`` vectors, and their input positions."""
+        for position, packed, vec, tag in self.db.execute(
+            "SELECT position, row, vec, tag FROM held ORDER BY rowid"
+        ):
+            row: NodeRow = unpack(packed)
+            if vec is not None:
+                row.vectors["num"] = (unpack(vec), tag)
+            yield position, row
+
+    def later_node(self, position: int, row: NodeRow) -> None:
+        self.db.execute("INSERT INTO later_nodes VALUES (?, ?)", (position, pack(row)))
+
+    def later_relationship(self, row: RelRow) -> None:
+        self.db.execute("INSERT INTO later_relationships VALUES (?)", (pack(row),))
+
+    def later_nodes(self) -> Iterator[NodeRow]:
+        query = "SELECT row FROM later_nodes ORDER BY position, rowid"
+        return (unpack(packed) for (packed,) in self.db.execute(query))
+
+    def later_vectors(self, size: int) -> Iterator[HeldVectors]:
+        query = "SELECT type, tag, uid, vec FROM later_vectors ORDER BY rowid"
+        for batch in batched(self.db.execute(query), size):
+            for (type_name, tag), rows in _grouped(batch).items():
+                yield HeldVectors(type_name, tag, rows)
+
+    def later_relationships(self) -> Iterator[RelRow]:
+        query = "SELECT row FROM later_relationships ORDER BY rowid"
+        return (unpack(packed) for (packed,) in self.db.execute(query))
+
+
+def _grouped(batch: Sequence[tuple[str, str, str, bytes]]) -> Mapping[tuple[str, str], list]:
+    groups: dict[tuple[str, str], list] = {}
+    for type_name, tag, uid, vec in batch:
+        groups.setdefault((type_name, tag), []).append((uid, unpack(vec)))
+    return groups
