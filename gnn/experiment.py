@@ -2,8 +2,10 @@
 model (and the GDS FastRP anchor) on one split, as PyKEEN's ``pipeline`` does.
 
 The models resolve by name: the message-passing ``gcn``, ``mgat``, ``hgt``, the trained fusion
-baselines ``early``, ``late``, ``hybrid`` (:data:`mmgraph.gnn.models.MODELS`), and the closed-form
-``cca``. Every model sees the same split, candidates and seeds, so one table compares them all.
+baselines ``early``, ``late``, ``hybrid``, ``autoencoder``, ``adversarial``
+(:data:`mmgraph.gnn.models.MODELS`), and the projections ``cca`` (closed-form) and ``dcca`` (deep
+CCA, trained on its own pairs). Every model sees the same split, candidates and seeds, so one
+table compares them all.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch_geometric.data import HeteroData
 from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.gnn.evaluate import Embedder, cosine_score, evaluate, held_out_scores
 from mmgraph.gnn.fusion.cca_embedding import CCAEmbedding
+from mmgraph.gnn.fusion.dcca_embedding import DCCAEmbedding
 from mmgraph.gnn.models import MODELS, GraphMeta, isolated_view
 from mmgraph.gnn.names import MODEL_NAMES, REPORT_METRICS
 from mmgraph.gnn.runs import RunRecord, list_runs, new_run_id, save_run
@@ -77,8 +80,8 @@ def run_experiment(
         raise UnknownModelError(f"unknown model {model!r}; choose one of {list(MODEL_NAMES)}")
     config = train_config or TrainConfig()
     options = {**DEFAULT_OPTIONS.get(model, {}), **(model_options or {})}
-    if model == "cca":
-        return _run_cca(split, uids, config, options, home)
+    if model in ("cca", "dcca"):
+        return _run_cca(model, split, uids, config, options, home)
     meta = GraphMeta.from_data(split.graph("val"))
     net = MODELS[model](meta, split.target_edge_types, **options)
     trained = train_model(net, split, config, progress)
@@ -124,15 +127,23 @@ def _embed_one(
 
 
 def _run_cca(
+    model: str,
     split: LinkSplit,
     uids: dict[str, list[str]],
     config: TrainConfig,
     options: dict[str, Any],
     home: Path | None,
 ) -> ExperimentResult:
+    """A projection (closed-form CCA, or deep CCA trained on its own pairs with ``config``),
+    scored by cosine."""
     started = time.perf_counter()
-    cca = CCAEmbedding(**options).fit(split.base, exclude=split.retrieval_nodes)
-    seconds = time.perf_counter() - started
+    if model == "dcca":
+        cca = DCCAEmbedding(**options).fit(split.base, split.retrieval_nodes, config)
+        trained = TrainResult(cca.best_epoch, -1.0, cca.history, mode="pairs")
+    else:
+        cca = CCAEmbedding(**options).fit(split.base, exclude=split.retrieval_nodes)
+        trained = TrainResult(0, -1.0, mode="closed-form")
+    seconds = trained.seconds = time.perf_counter() - started
     embedder = Embedder(
         embed=cca.embed,
         score=cosine_score,
@@ -140,13 +151,12 @@ def _run_cca(
     )
     metrics = evaluate(embedder, split)
     metrics["train_seconds"] = seconds
-    result = ExperimentResult("cca", metrics, train_seconds=seconds)
+    result = ExperimentResult(model, metrics, history=trained.history, train_seconds=seconds)
     full = cca.embed(split.full_graph())
     result.embeddings = full
     if home is not None:
         meta = GraphMeta.from_data(split.graph("val"))
         calibration = _calibrate(embedder, split)
-        trained = TrainResult(0, -1.0, seconds=seconds, mode="closed-form")
         _save(
             result,
             home,

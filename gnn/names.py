@@ -3,7 +3,18 @@
 Torch-free on purpose: the CLI lists these in its help without importing torch or PyG.
 """
 
-MODEL_NAMES = ("gcn", "mgat", "hgt", "early", "late", "hybrid", "cca")
+MODEL_NAMES = (
+    "gcn",
+    "mgat",
+    "hgt",
+    "early",
+    "late",
+    "hybrid",
+    "autoencoder",
+    "adversarial",
+    "cca",
+    "dcca",
+)
 METRICS = ("mrr", "hits@1", "hits@3", "hits@10", "auc", "nmi", "ari", "recall@1", "recall@10")
 # A row of the evaluation's table: the metrics and the training time.
 REPORT_METRICS = (*METRICS, "train_seconds")

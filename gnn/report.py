@@ -40,8 +40,10 @@ def write_report(
     for name, metrics in table["models"].items():
         cells = [_cell(metrics.get(key)) for key in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    if histories:
-        _curves(folder / "curves.png", histories)
+    # Deep CCA's curve is a correlation on held-out pairs, not a validation MRR: left out.
+    curves = {n: h for n, h in histories.items() if all("val_mrr" in row for row in h)}
+    if curves:
+        _curves(folder / "curves.png", curves)
         lines += ["", "## Training curves", "", "![curves](curves.png)"]
     for name, (embeddings, labels) in maps.items():
         path = folder / f"map-{name}.png"
