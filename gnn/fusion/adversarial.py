@@ -207,7 +207,8 @@ class AdversarialAlignment(EmbeddingModel):
     @torch.no_grad()
     def discriminator_accuracy(self, data: HeteroData) -> float | None:
         """The share of the drawn points of :meth:`paired_views` whose modality :math:`D` tells
-        right (0.5: it cannot tell them apart); ``None`` when none can be drawn."""
+        right (0.5: it cannot tell them apart), in the model's current mode (dropout in
+        training); ``None`` when none can be drawn."""
         if self.discriminator is None:
             raise ModelConfigError("adversarial_weight=0: the model has no discriminator")
         views = self.paired_views(data)
