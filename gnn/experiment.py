@@ -2,8 +2,10 @@
 model (and the GDS FastRP anchor) on one split, as PyKEEN's ``pipeline`` does.
 
 The models resolve by name: the message-passing ``gcn``, ``mgat``, ``hgt``, the trained fusion
-baselines ``early``, ``late``, ``hybrid`` (:data:`mmgraph.gnn.models.MODELS`), and the closed-form
-``cca``. Every model sees the same split, candidates and seeds, so one table compares them all.
+baselines ``early``, ``late``, ``hybrid``, ``autoencoder``, ``adversarial``
+(:data:`mmgraph.gnn.models.MODELS`), and the projections ``cca`` (closed-form) and ``dcca`` (deep
+CCA, trained on its own pairs). Every model sees the same split, candidates and seeds, so one
+table compares them all.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from mmgraph.gnn.evaluate import (
     retrieval_metrics,
 )
 from mmgraph.gnn.fusion.cca_embedding import CCAEmbedding
+from mmgraph.gnn.fusion.dcca_embedding import DCCAEmbedding
 from mmgraph.gnn.models import MODELS, GraphMeta, isolated_view
 from mmgraph.gnn.names import MODEL_NAMES, REPORT_METRICS
 from mmgraph.gnn.runs import RunRecord, list_runs, new_run_id, save_run
@@ -85,8 +88,8 @@ def run_experiment(
     config = train_config or TrainConfig()
     meta = GraphMeta.from_data(split.graph("val"))
     options = {**default_options(model, meta), **(model_options or {})}
-    if model == "cca":
-        fitted = _fit_cca(split, options)
+    if model in ("cca", "dcca"):
+        fitted = _fit_projection(model, split, config, options)
     else:
         fitted = _train(model, meta, split, config, options, progress)
     embedder = fitted.embedder
@@ -182,18 +185,25 @@ def _embed_one(
     return torch.cat(parts) if parts else torch.empty(0)
 
 
-def _fit_cca(split: LinkSplit, options: dict[str, Any]) -> _Fitted:
+def _fit_projection(
+    model: str, split: LinkSplit, config: TrainConfig, options: dict[str, Any]
+) -> _Fitted:
+    """A projection (closed-form CCA, or deep CCA trained on its own pairs with ``config``),
+    scored by cosine."""
     started = time.perf_counter()
-    cca = CCAEmbedding(**options).fit(split.base, exclude=split.retrieval_nodes)
-    seconds = time.perf_counter() - started
+    if model == "dcca":
+        cca = DCCAEmbedding(**options).fit(split.base, split.retrieval_nodes, config)
+        trained = TrainResult(cca.best_epoch, -1.0, cca.history, mode="pairs")
+    else:
+        cca = CCAEmbedding(**options).fit(split.base, exclude=split.retrieval_nodes)
+        trained = TrainResult(0, -1.0, mode="closed-form")
+    trained.seconds = time.perf_counter() - started
     embedder = Embedder(
         embed=cca.embed,
         score=cosine_score,
         embed_one=lambda t, m, x: torch.from_numpy(cca.transform_modality(m, x.numpy())),
     )
-    return _Fitted(
-        embedder, cca.state_dict(), TrainResult(0, -1.0, seconds=seconds, mode="closed-form")
-    )
+    return _Fitted(embedder, cca.state_dict(), trained)
 
 
 def _save(

@@ -3,7 +3,18 @@
 Torch-free on purpose: the CLI lists these in its help without importing torch or PyG.
 """
 
-MODEL_NAMES = ("gcn", "mgat", "hgt", "early", "late", "hybrid", "cca")
+MODEL_NAMES = (
+    "gcn",
+    "mgat",
+    "hgt",
+    "early",
+    "late",
+    "hybrid",
+    "autoencoder",
+    "adversarial",
+    "cca",
+    "dcca",
+)
 METRICS = (
     "mrr",
     "hits@1",

@@ -27,6 +27,30 @@ class CCABaselineError(FailedPreconditionError):
     """The graph has too few nodes with both modalities to fit CCA."""
 
 
+def paired_matrices(
+    data: HeteroData, exclude: dict[str, torch.Tensor] | None, at_least: int, who: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``text`` and the ``image`` rows of every node of ``data`` having both, except
+    ``exclude``'s (the retrieval nodes), over the node types that carry both; refuses fewer
+    than ``at_least`` such nodes in a message naming ``who`` needs them."""
+    xs, ys = [], []
+    for node_type in data.node_types:
+        store = data[node_type]
+        if not all(f"{m}_mask" in store for m in MODALITIES):
+            continue
+        both = store.text_mask & store.image_mask
+        if exclude and node_type in exclude:
+            both[exclude[node_type]] = False
+        xs.append(store.text_x[both].numpy())
+        ys.append(store.image_x[both].numpy())
+    n = sum(len(x) for x in xs)
+    if n < at_least:
+        raise CCABaselineError(
+            f"{who} needs at least {at_least} nodes with both text and image; the graph has {n}"
+        )
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 class CCAEmbedding:
     """Closed-form CCA between the ``text`` and ``image`` modalities, as node embeddings.
 
@@ -42,23 +66,8 @@ class CCAEmbedding:
 
     def fit(self, data: HeteroData, exclude: dict[str, torch.Tensor] | None = None) -> CCAEmbedding:
         """Fit on the nodes of ``data`` having both modalities, except ``exclude``'s."""
-        xs, ys = [], []
-        for node_type in data.node_types:
-            store = data[node_type]
-            if not all(f"{m}_mask" in store for m in MODALITIES):
-                continue
-            both = store.text_mask & store.image_mask
-            if exclude and node_type in exclude:
-                both[exclude[node_type]] = False
-            xs.append(store.text_x[both].numpy())
-            ys.append(store.image_x[both].numpy())
-        n = sum(len(x) for x in xs)
-        if n <= self.cca.n_components:
-            raise CCABaselineError(
-                f"CCA needs more than {self.cca.n_components} nodes with both text and image; "
-                f"the graph has {n}"
-            )
-        x, y = np.concatenate(xs), np.concatenate(ys)
+        x, y = paired_matrices(data, exclude, self.cca.n_components + 1, "CCA")
+        n = len(x)
         limit = min(x.shape[1], y.shape[1], n - 1)
         if self.cca.n_components > limit:
             log.warning(

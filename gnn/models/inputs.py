@@ -44,6 +44,20 @@ def read_modality(
     return x.to(device=like.device, dtype=like.dtype), mask
 
 
+def modality_sizes(meta: GraphMeta) -> dict[str, int]:
+    """Modality -> its size, sorted by name, for a layer that every node type carrying the
+    modality shares; refuses a modality whose size differs between two node types."""
+    dims: dict[str, int] = {}
+    for t, mods in meta.modalities.items():
+        for m, dim in mods.items():
+            if dims.setdefault(m, dim) != dim:
+                raise ModelConfigError(
+                    f"modality {m!r} has size {dims[m]} on one node type and {dim} on "
+                    f"{t!r}: a layer shared by the node types needs one size per modality"
+                )
+    return dict(sorted(dims.items()))
+
+
 class ModalityInput(torch.nn.Module):
     r"""Per (node type, modality) a linear projection to ``hidden_channels``, masked where the
     modality is absent; the fused input of a node is the mean of its present projections, or a
@@ -228,20 +242,13 @@ class FeatureSkip(torch.nn.Module):
 
     def __init__(self, meta: GraphMeta, out_channels: int) -> None:
         super().__init__()
-        dims: dict[str, int] = {}
-        for t, mods in meta.modalities.items():
-            for m, dim in mods.items():
-                if dims.setdefault(m, dim) != dim:
-                    raise ModelConfigError(
-                        f"modality {m!r} has size {dims[m]} on one node type and {dim} on "
-                        f"{t!r}: a shared skip needs one size per modality"
-                    )
+        dims = modality_sizes(meta)
         if not dims:
             raise ModelConfigError("meta has no modalities: there is nothing to skip")
         self.meta = meta
         self.out_channels = out_channels
         self.lins = torch.nn.ModuleDict(
-            {m: torch.nn.Linear(dim, out_channels, bias=False) for m, dim in sorted(dims.items())}
+            {m: torch.nn.Linear(dim, out_channels, bias=False) for m, dim in dims.items()}
         )
         self.reset_parameters()
 

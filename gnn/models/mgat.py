@@ -10,6 +10,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import GATConv, GATv2Conv
 
+from mmgraph.gnn.models.alignment import info_nce, paired_rows
 from mmgraph.gnn.models.base import (
     EmbeddingModel,
     GraphMeta,
@@ -256,38 +257,16 @@ class MGAT(EmbeddingModel):
         if self.contrastive_weight == 0:
             return None
         first, second = self.contrastive_modalities
-        candidates = []
-        for t in self.contrastive_types:
-            if t not in data.node_types:
-                continue
-            store = data[t]
-            keys = (f"{first}_x", f"{first}_mask", f"{second}_x", f"{second}_mask")
-            if not all(k in store for k in keys):
-                continue
-            both = store[f"{first}_mask"].bool() & store[f"{second}_mask"].bool()
-            if "contrastive_exclude" in store:  # nodes held out for cross-modal evaluation
-                both = both & ~store["contrastive_exclude"].bool()
-            candidates.append((t, both.nonzero().view(-1)))
-        counts = [len(idx) for _, idx in candidates]
-        if sum(counts) < 2:
+        drawn = paired_rows(data, self.contrastive_types, first, second, self.contrastive_max_nodes)
+        if not drawn:
             return None
-        draw = torch.randperm(sum(counts))[: self.contrastive_max_nodes]
-        views_a, views_b, start = [], [], 0
-        for (t, idx), n in zip(candidates, counts, strict=True):
-            chosen = draw[(draw >= start) & (draw < start + n)] - start
-            start += n
-            if len(chosen) == 0:
-                continue
-            rows = idx[chosen.to(idx.device)]
+        views_a, views_b = [], []
+        for t, rows in drawn:
             views_a.append(self(isolated_view(self.meta, t, first, data[t][f"{first}_x"][rows]))[t])
             views_b.append(
                 self(isolated_view(self.meta, t, second, data[t][f"{second}_x"][rows]))[t]
             )
-        a = F.normalize(torch.cat(views_a), dim=-1)
-        b = F.normalize(torch.cat(views_b), dim=-1)
-        logits = a @ b.t() / self.temperature
-        target = torch.arange(logits.size(0), device=logits.device)
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        loss = info_nce(torch.cat(views_a), torch.cat(views_b), self.temperature)
         return self.contrastive_weight * loss
 
     def extra_repr(self) -> str:

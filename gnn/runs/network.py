@@ -1,6 +1,6 @@
 """The model behind a run, loaded from its weights: embeds single-modality queries and scores
-links. A trained network runs its model; a closed-form one (CCA) projects and scores by a
-calibrated cosine."""
+links. A trained network runs its model; a projection (closed-form CCA, deep CCA) projects and
+scores by a calibrated cosine."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from safetensors.torch import load_file as load_torch
 
 from mmgraph.core.errors import FailedPreconditionError
 from mmgraph.gnn.fusion.cca_embedding import CCAEmbedding
+from mmgraph.gnn.fusion.dcca_embedding import DCCAEmbedding
 from mmgraph.gnn.models import MODELS
 from mmgraph.gnn.models.base import isolated_view
 from mmgraph.gnn.spaces import unit
@@ -50,8 +51,16 @@ class TrainedNetwork:
             return self.model.link_logits(z, edge_type, index).float().numpy()
 
 
+# The models whose runs hold a projection's arrays instead of an EmbeddingModel's state.
+PROJECTIONS: dict[str, type[CCAEmbedding]] = {
+    CCAEmbedding.name: CCAEmbedding,
+    DCCAEmbedding.name: DCCAEmbedding,
+}
+
+
 class ClosedFormNetwork:
-    """A closed-form CCA: projects each modality; a link's score is the cosine of its ends."""
+    """A projection (closed-form or deep CCA): projects each modality; a link's score is the
+    cosine of its ends."""
 
     def __init__(self, cca: CCAEmbedding) -> None:
         self.cca = cca
@@ -75,8 +84,8 @@ Network = TrainedNetwork | ClosedFormNetwork
 def load_network(run: ModelRun) -> Network:
     """The network that made ``run``, from its weights."""
     path = str(run.path / "weights.safetensors")
-    if run.model == CCAEmbedding.name:
-        return ClosedFormNetwork(CCAEmbedding.from_state_dict(load_numpy(path)))
+    if run.model in PROJECTIONS:
+        return ClosedFormNetwork(PROJECTIONS[run.model].from_state_dict(load_numpy(path)))
     cls = MODELS.get(run.model)
     if cls is None:
         raise UnknownModelKindError(

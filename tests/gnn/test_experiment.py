@@ -3,6 +3,8 @@ its run directory answers the service's questions."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -18,6 +20,9 @@ from mmgraph.gnn.experiment import (
     feature_embeddings,
     run_experiment,
 )
+from mmgraph.gnn.fusion.cca_embedding import CCABaselineError
+from mmgraph.gnn.models import ModelConfigError
+from mmgraph.gnn.report import write_report
 from mmgraph.gnn.runs import list_runs, load_run, set_active_run
 from mmgraph.gnn.split import SplitConfig, split_graph
 from mmgraph.gnn.train import TrainConfig
@@ -124,6 +129,41 @@ def test_feature_anchor_ranks_by_the_encoders_cosine(split) -> None:
     table = compare_models(split=link_split, uids=uids, models=["cca"]).table["models"]
     assert set(table) == {"cca", "features"}
     assert table["features"]["mrr"] > 0.3 and table["features"]["recall@10"] is None
+
+
+def test_the_alignment_family_shares_one_table_and_report(split, tmp_path: Path) -> None:
+    link_split, uids = split
+    models = ["autoencoder", "adversarial", "cca", "dcca"]
+    comparison = compare_models(
+        split=link_split,
+        uids=uids,
+        models=models,
+        train_config=TrainConfig(epochs=3, patience=3),
+        features=False,
+    )
+    table = comparison.table["models"]
+    assert list(table) == models
+    for name in models:
+        assert all(table[name][k] is not None for k in ("mrr", "nmi", "recall@10")), name
+    # Deep CCA's curve is its held-out correlation: not drawn beside the validation MRRs.
+    assert "val_corr" in comparison.histories["dcca"][0]
+    report = write_report(tmp_path, comparison.table, comparison.histories, comparison.maps)
+    assert report.read_text().count("| dcca |") == 1 and (tmp_path / "curves.png").exists()
+
+
+def test_without_images_the_alignment_models_refuse_naming_what_is_missing(split) -> None:
+    link_split, uids = split
+    base = link_split.base.clone()
+    del base["Item"].image_x, base["Item"].image_mask
+    text_only = dataclasses.replace(link_split, base=base, retrieval_nodes={})
+    config = TrainConfig(epochs=2, patience=2)
+    run = functools.partial(run_experiment, split=text_only, uids=uids, train_config=config)
+    with pytest.raises(ModelConfigError, match="no node type carries both"):
+        run(model="adversarial")
+    with pytest.raises(CCABaselineError, match="deep CCA needs .* both text and image"):
+        run(model="dcca")
+    # A single-modality autoencoder still applies (it reconstructs the text).
+    assert run(model="autoencoder").metrics["mrr"] > 0
 
 
 def test_a_run_saved_before_the_input_skip_still_loads(split, tmp_path: Path) -> None:

@@ -59,6 +59,8 @@ def test_registry_names_every_model() -> None:
         "early": "EarlyFusion",
         "late": "LateFusion",
         "hybrid": "HybridFusion",
+        "autoencoder": "MultimodalAutoencoder",
+        "adversarial": "AdversarialAlignment",
     }
 
 
