@@ -1,9 +1,11 @@
 """Cost of the GNNs and of the export (a benchmark, not a test); and the emoji quality table.
 
-Training: for each model and size, a synthetic heterogeneous graph (``Item`` nodes with a 384-d
-``text`` and, on half of them, a 128-d ``image``; ``Tag`` nodes with ``text``; about 5
-``Item-HAS_TAG->Tag`` and 5 ``Item-LIKE->Item`` edges per item) is split for link prediction on
-``HAS_TAG`` and trained with the epoch functions of :mod:`mmgraph.gnn.train`: one warm-up epoch,
+Training: for each model and size, a synthetic heterogeneous graph that looks like a real
+catalogue (:func:`synthetic_graph`: ``Item`` nodes with a 384-d ``text`` and, on half of them, a
+128-d ``image``; ``Tag`` nodes with ``text``; about 5 ``Item-HAS_TAG->Tag`` and 5
+``Item-LIKE->Item`` edges per item, power-law degrees with hub tags and items, planted
+communities that the features reveal only in part) is split for link prediction on ``HAS_TAG``
+and trained with the epoch functions of :mod:`mmgraph.gnn.train`: one warm-up epoch,
 then the median seconds of ``--epochs`` training passes and, apart, of the validation pass that
 follows each. Every (model, size) runs in its own subprocess, so its peak RSS
 (``ru_maxrss``, graph and split included) is its own. Mode ``auto`` trains full-batch where the
@@ -46,6 +48,10 @@ from memory import hwm_bytes, maxrss_bytes, reset_peak, rss_bytes
 RESULTS = Path(__file__).parent / "results" / "train.json"
 TEXT_DIM, IMAGE_DIM, EXPORT_DIM = 384, 128, 384
 EDGES_PER_ITEM = 5
+COMMUNITY_SIZE = 1000  # nodes per planted community (items and tags)
+IN_COMMUNITY = 0.8  # share of an item's links that stay in its community
+ACTIVITY_EXPONENT, POPULARITY_EXPONENT = 0.6, 0.8  # power-law weights: rank ** -exponent
+TEXT_NOISE, IMAGE_NOISE = 1.5, 2.0  # noise norm relative to the community centre's (1)
 VAL_EDGES = 5000  # held-out validation edges (about): bounds the validation pass's memory
 GNN_MODELS = ("gcn", "mgat", "hgt")
 BASELINES = ("early", "late", "hybrid", "cca")
@@ -56,32 +62,85 @@ MRR_TARGET, RECALL_TARGET, RIDGE_RECALL = 1.10, 0.60, 0.38
 
 
 def synthetic_graph(n: int, image: bool, seed: int = 0):  # -> HeteroData
-    """``n`` nodes: a tenth ``Tag``, the rest ``Item``; edges as the module says."""
+    """``n`` nodes that look like a real catalogue: a tenth ``Tag``, the rest ``Item``, in
+    planted communities of about ``COMMUNITY_SIZE`` nodes. Every relation has
+    ``EDGES_PER_ITEM`` edges per item on average; each edge's source is an item drawn with a
+    power-law weight (activity) and its destination a node drawn with a power-law weight
+    (popularity: a few hub tags and items take a large share of the links), within the
+    source's community with probability ``IN_COMMUNITY``, else anywhere. Features carry part of
+    the signal: a node's text (and, on half the items, image) is its community's centre plus
+    stronger noise, so the text says roughly where a node belongs and the links say the rest."""
     import torch
     from torch_geometric.data import HeteroData
 
     rng = np.random.default_rng(seed)
     n_tag = max(10, n // 10)
     n_item = n - n_tag
+    k = max(4, n // COMMUNITY_SIZE)
+    community = {
+        "Item": rng.integers(0, k, n_item),
+        "Tag": np.arange(n_tag) % k,  # every community has tags
+    }
     data = HeteroData()
+    centres = _unit(rng.standard_normal((k, TEXT_DIM), dtype=np.float32))
     for node_type, count in (("Item", n_item), ("Tag", n_tag)):
-        text = rng.standard_normal((count, TEXT_DIM), dtype=np.float32)
-        text /= np.linalg.norm(text, axis=1, keepdims=True)
+        noise = rng.standard_normal((count, TEXT_DIM), dtype=np.float32) * TEXT_NOISE
+        noise /= np.sqrt(TEXT_DIM)
+        noise += centres[community[node_type]]
         data[node_type].num_nodes = count
-        data[node_type].text_x = torch.from_numpy(text)
+        data[node_type].text_x = torch.from_numpy(_unit(noise))
         data[node_type].text_mask = torch.ones(count, dtype=torch.bool)
     if image:
-        mask = np.zeros(n_item, dtype=bool)
-        mask[: n_item // 2] = True
+        image_centres = _unit(rng.standard_normal((k, IMAGE_DIM), dtype=np.float32))
+        mask = rng.random(n_item) < 0.5
         x = np.zeros((n_item, IMAGE_DIM), dtype=np.float32)
-        x[mask] = rng.standard_normal((int(mask.sum()), IMAGE_DIM), dtype=np.float32)
+        noise = rng.standard_normal((int(mask.sum()), IMAGE_DIM), dtype=np.float32)
+        x[mask] = _unit(
+            image_centres[community["Item"][mask]] + noise * IMAGE_NOISE / np.sqrt(IMAGE_DIM)
+        )
         data["Item"].image_x = torch.from_numpy(x)
         data["Item"].image_mask = torch.from_numpy(mask)
-    src = np.repeat(np.arange(n_item), EDGES_PER_ITEM)
-    for rel, dst_type, n_dst in (("HAS_TAG", "Tag", n_tag), ("LIKE", "Item", n_item)):
-        dst = rng.integers(0, n_dst, src.size)
+    activity = _power_law(n_item, ACTIVITY_EXPONENT, rng)
+    for rel, dst_type in (("HAS_TAG", "Tag"), ("LIKE", "Item")):
+        m = EDGES_PER_ITEM * n_item
+        src = _draw(np.cumsum(activity), rng.random(m))
+        popularity = _power_law(data[dst_type].num_nodes, POPULARITY_EXPONENT, rng)
+        dst = _draw_in_community(popularity, community[dst_type], k, community["Item"][src], rng)
         data["Item", rel, dst_type].edge_index = torch.from_numpy(np.stack([src, dst]))
     return data
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _power_law(count: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Weights ``rank ** -exponent`` over a random order of ``count`` nodes."""
+    return (rng.permutation(count) + 1.0) ** -exponent
+
+
+def _draw(cumulative: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Indices drawn with the weights whose running sum is ``cumulative`` (``u`` in [0, 1))."""
+    return np.minimum(
+        np.searchsorted(cumulative, u * cumulative[-1], side="right"), len(cumulative) - 1
+    )
+
+
+def _draw_in_community(
+    weight: np.ndarray, group: np.ndarray, k: int, wanted: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """One node per entry of ``wanted`` (a community), drawn by ``weight`` within that community
+    with probability ``IN_COMMUNITY``, else by ``weight`` among all nodes."""
+    order = np.argsort(group, kind="stable")
+    cumulative = np.cumsum(weight[order])
+    bounds = np.searchsorted(group[order], np.arange(k + 1))
+    low = np.where(bounds[:-1] > 0, cumulative[np.maximum(bounds[:-1] - 1, 0)], 0.0)
+    high = cumulative[bounds[1:] - 1]
+    inside = rng.random(wanted.size) < IN_COMMUNITY
+    u = rng.random(wanted.size)
+    target = np.where(inside, low[wanted] + u * (high[wanted] - low[wanted]), u * cumulative[-1])
+    picked = np.minimum(np.searchsorted(cumulative, target, side="right"), len(order) - 1)
+    return order[picked]
 
 
 def split_for(data, n: int, split_graph_max: int):  # -> (LinkSplit, str)
