@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from memory import hwm_bytes, reset_peak, rss_bytes
-from train import split_for, synthetic_graph
+from train import bench_split, synthetic_graph
 
 RESULTS = Path(__file__).parent / "results" / "epoch_profile.json"
 PHASES = ("draw", "forward", "loss", "backward", "step", "validation")
@@ -40,7 +39,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     from mmgraph.gnn.train import TrainConfig, link_loss, resolve_device, validation_mrr
 
     data = synthetic_graph(case["size"], image=True)
-    split, _ = split_for(data, case["size"], case["split_graph_max"])
+    split = bench_split(data)
     del data
     config = TrainConfig()
     device = resolve_device(None)
@@ -110,7 +109,8 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         "phases": summary,
         "epoch_s": sum(summary[p]["s"] for p in PHASES if p != "validation"),
         "val_mrr": state["validation"],
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+        # VmHWM is reset before each phase: the run's peak is the largest phase peak.
+        "peak_rss_gb": max(r[name]["peak_gb"] for r in rows for name in PHASES),
     }
 
 
@@ -129,7 +129,7 @@ def _print(rows: list[dict[str, Any]]) -> None:
     print(f"{'model':<6}{'phase':<12}{'seconds':>9}{'peak GB':>9}{'growth GB':>11}")
     for r in rows:
         if "error" in r:
-            print(f"{r['model']:<6}{r['size']:>10,}  {r['error']}")
+            print(f"{r['model']:<6}{'failed':<12}  {r['error']}")
             continue
         for name in PHASES:
             p = r["phases"][name]
@@ -147,7 +147,6 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--models", type=lambda s: s.split(","), default=["gcn", "mgat", "hgt"])
     parser.add_argument("--epochs", type=int, default=2, help="measured, after one warm-up")
-    parser.add_argument("--split-graph-max", type=int, default=0, help="else the numpy split")
     parser.add_argument("--memory-limit-gb", type=float, default=None)
     parser.add_argument("--_case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -161,7 +160,6 @@ def main() -> None:
             "model": model,
             "size": args.size,
             "epochs": args.epochs,
-            "split_graph_max": args.split_graph_max,
         }
         rows.append(_subprocess(case, args.memory_limit_gb))
     _print(rows)
