@@ -35,7 +35,7 @@ from mmgraph.gnn import distributed
 from mmgraph.gnn.budget import Activations, Plan, plan
 from mmgraph.gnn.metrics import ranking_metrics
 from mmgraph.gnn.models.base import EmbeddingModel
-from mmgraph.gnn.sampler import CSC, make_neighbor_sampler
+from mmgraph.gnn.sampler import CSC, degree_capped, make_neighbor_sampler
 from mmgraph.gnn.split import EdgeType, HeldOut, LinkSplit, check_no_leak
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,9 @@ class TrainConfig:
             ranking loss) or ``"bce"`` (binary cross-entropy per link).
         batch_size: supervision edges per mini-batch; ``None`` lets the memory budget choose:
             full-batch when its estimated peak fits, else the largest batch size that does.
-        num_neighbors: neighbours sampled per hop in mini-batch mode, for every edge type.
+        num_neighbors: neighbours sampled per hop in mini-batch mode, for every edge type, at
+            most the median in-degree of the type's nodes that have any (so a hub samples no
+            more than a typical node has: hubs do not make neighbourhoods explode).
         fanouts: per relation name (``"HAS_TAG"``, ``"rev_HAS_TAG"``), neighbours sampled per
             hop instead of ``num_neighbors``: e.g. few on the edges into hub nodes.
         memory_budget: bytes training may use; ``None``: ``MMGRAPH_TRAIN_MEMORY`` (default
@@ -316,8 +318,13 @@ def _batch_share(
 
 def neighbours(graph: HeteroData, config: TrainConfig) -> dict[EdgeType, list[int]]:
     """Neighbours sampled per hop for each edge type of ``graph``: ``config.fanouts`` for the
-    relations it names, ``config.num_neighbors`` for the others."""
-    return {et: list(config.fanouts.get(et[1], config.num_neighbors)) for et in graph.edge_types}
+    relations it names, ``config.num_neighbors`` capped at the edge type's typical in-degree
+    for the others (:func:`~mmgraph.gnn.sampler.degree_capped`)."""
+    capped = degree_capped(graph, list(config.num_neighbors))
+    return {
+        et: list(config.fanouts[et[1]]) if et[1] in config.fanouts else capped[et]
+        for et in graph.edge_types
+    }
 
 
 def _validation_interval(validation_s: float, epoch_s: float) -> int:

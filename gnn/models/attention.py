@@ -26,6 +26,8 @@ from torch_geometric.nn import GATConv, GATv2Conv, HGTConv
 from torch_geometric.utils import add_self_loops, remove_self_loops, scatter, softmax
 from torch_geometric.utils.hetero import construct_bipartite_edge_index
 
+from mmgraph.gnn.models.base import rows
+
 # Edges per chunk: each chunk's per-edge tensors are about 0.5 KB per edge at 128 channels.
 CHUNK_EDGES = 1 << 17
 
@@ -47,7 +49,7 @@ class DstSorted:
         counts = torch.bincount(dst, minlength=num_dst)
         ptr = torch.zeros(num_dst + 1, dtype=torch.long, device=dst.device)
         torch.cumsum(counts, 0, out=ptr[1:])
-        return cls(edge_index[0, perm], dst, ptr, perm, num_dst)
+        return cls(edge_index[0].index_select(0, perm), dst, ptr, perm, num_dst)
 
     @classmethod
     def with_self_loops(cls, edge_index: Tensor, num_nodes: int) -> DstSorted:
@@ -95,7 +97,7 @@ def attend(
         index = edges.dst[part] - d0
         alpha = softmax(score(part), index, num_nodes=d1 - d0)
         alpha = F.dropout(alpha, p=dropout, training=training)
-        message = value[edges.src[part]] * alpha.unsqueeze(-1)
+        message = rows(value, edges.src[part]) * alpha.unsqueeze(-1)
         return scatter(message, index, dim=0, dim_size=d1 - d0, reduce="sum")
 
     ranges = edges.chunks(chunk_edges or CHUNK_EDGES)
@@ -122,7 +124,7 @@ class ChunkedGATConv(GATConv):
         a_dst = (x_dst * self.att_dst).sum(dim=-1)
 
         def score(part: slice) -> Tensor:
-            logits = a_src[edges.src[part]] + a_dst[edges.dst[part]]
+            logits = rows(a_src, edges.src[part]) + rows(a_dst, edges.dst[part])
             return F.leaky_relu(logits, self.negative_slope)
 
         out = attend(edges, score, x_src, self.dropout, self.training)
@@ -140,7 +142,8 @@ class ChunkedGATv2Conv(GATv2Conv):
         x_r = x_l if self.share_weights else self.lin_r(x).view(-1, H, C)
 
         def score(part: slice) -> Tensor:
-            joint = F.leaky_relu(x_l[edges.src[part]] + x_r[edges.dst[part]], self.negative_slope)
+            joint = rows(x_l, edges.src[part]) + rows(x_r, edges.dst[part])
+            joint = F.leaky_relu(joint, self.negative_slope)
             return (joint * self.att).sum(dim=-1)
 
         out = attend(edges, score, x_l, self.dropout, self.training)
@@ -180,10 +183,10 @@ class ChunkedHGTConv(HGTConv):
             edge_index_dict, src_offset, dst_offset, edge_attr_dict=self.p_rel, num_nodes=k.size(0)
         )
         edges = DstSorted.build(edge_index, q.size(0))
-        weight = edge_attr[edges.perm] / math.sqrt(D)
+        weight = rows(edge_attr, edges.perm) / math.sqrt(D)
 
         def score(part: slice) -> Tensor:
-            return (q[edges.dst[part]] * k[edges.src[part]]).sum(dim=-1) * weight[part]
+            return (rows(q, edges.dst[part]) * rows(k, edges.src[part])).sum(dim=-1) * weight[part]
 
         out = attend(edges, score, v).view(-1, F_out)
         out_dict: dict[str, Tensor | None] = {}

@@ -17,6 +17,7 @@ from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.gnn.sampler import (
     SamplerArgumentError,
     TorchNeighborSampler,
+    degree_capped,
     make_neighbor_sampler,
 )
 
@@ -330,3 +331,20 @@ def test_fanouts_hold_on_a_hub_node():
     assert sum(out.num_sampled_nodes["Paper"]) + sum(out.num_sampled_nodes["Author"]) <= (
         1 + (4 + 3) + (4 * 1 + 3 * (2 + 2))
     )
+
+
+def test_degree_capped_fanouts_follow_the_typical_degree():
+    """Papers cite 2 others each, but paper 0 is cited by 300: ``cites`` is capped at the
+    typical in-degree (2), ``writes`` (in-degree 4 everywhere) at the asked 3, ``-1`` kept."""
+    data = HeteroData()
+    data["Paper"].num_nodes = 400
+    data["Author"].num_nodes = 100
+    cites = torch.stack([torch.arange(1, 301), torch.zeros(300, dtype=torch.long)])
+    pairs = torch.stack([torch.arange(1, 399), torch.arange(2, 400)])
+    data[CITES].edge_index = torch.cat([cites, pairs, pairs.flip(0)[:, 1:]], dim=1)
+    writes = torch.stack([torch.arange(400) % 100, torch.arange(400)]).repeat(1, 4)
+    data[WRITES].edge_index = writes
+    data[REV_WRITES].edge_index = writes.flip(0)
+    capped = degree_capped(data, [3, -1])
+    assert capped[CITES] == [2, -1]
+    assert capped[WRITES] == [3, -1]
