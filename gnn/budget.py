@@ -73,6 +73,12 @@ class Activations:
         return int(BACKWARD_FACTOR * (self.intercept + self.slope * scale))
 
 
+def full_batch_bytes(split: LinkSplit, graph: HeteroData, activations: Activations) -> int:
+    """The estimated peak of a full-batch step on ``graph``: what stays in memory whatever the
+    mode, and the step's activations at full scale."""
+    return epoch_bytes(split, graph) + activations.peak(1.0)
+
+
 def epoch_bytes(split: LinkSplit, graph: HeteroData) -> int:
     """Bytes held whatever the mode: the split's tensors and the epoch's copies of its edges."""
     edges = sum(graph[et].edge_index.size(1) for et in graph.edge_types)
@@ -92,7 +98,7 @@ def plan(
     graph one batch's sampled neighbourhood covers (the smallest size when none fits)."""
     fixed = epoch_bytes(split, graph)
     features = sum(_nbytes(v) for t in graph.node_types for v in graph[t].values())
-    full = fixed + activations.peak(1.0)
+    full = full_batch_bytes(split, graph, activations)
     if full <= budget:
         return Plan("full", budget, full)
     chosen, chosen_bytes = batch_sizes[0], None

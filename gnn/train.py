@@ -32,7 +32,7 @@ from torch_geometric.loader import LinkLoader, NodeLoader
 from mmgraph.core.config import Settings
 from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.gnn import distributed
-from mmgraph.gnn.budget import Activations, Plan, plan
+from mmgraph.gnn.budget import Activations, Plan, full_batch_bytes, plan
 from mmgraph.gnn.metrics import ranking_metrics
 from mmgraph.gnn.models.base import EmbeddingModel
 from mmgraph.gnn.sampler import CSC, degree_capped, make_neighbor_sampler
@@ -279,7 +279,8 @@ def plan_training(
             objective.parameters(),
         )
         if config.batch_size is not None:
-            return Plan("mini", budget, _full_peak(split, graph, activations), config.batch_size)
+            full = full_batch_bytes(split, graph, activations)
+            return Plan("mini", budget, full, config.batch_size)
         n_sup = max(pos.size(1) for pos in supervision.values())
         sizes = [b for b in BATCH_SIZES if b < n_sup] or [n_sup]
         sampler = make_neighbor_sampler(graph, neighbours(graph, config), seed=config.seed)
@@ -291,10 +292,6 @@ def plan_training(
             lambda b: _batch_share(graph, supervision, sampler, b),
             sizes,
         )
-
-
-def _full_peak(split: LinkSplit, graph: HeteroData, activations: Activations) -> int:
-    return plan(split, graph, activations, 2**62, lambda b: 1.0, [1]).full_batch_bytes
 
 
 def _batch_share(
