@@ -15,7 +15,7 @@ whose aggregation goes through :func:`attend`: the same values, memory bounded b
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -67,10 +67,14 @@ class DstSorted:
         return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
+Score = Callable[..., Tensor]
+
+
 def attend(
     edges: DstSorted,
-    score: Callable[[slice], Tensor],
+    score: Score,
     value: Tensor,
+    dst_side: Sequence[Tensor] = (),
     dropout: float = 0.0,
     training: bool = False,
     chunk_edges: int | None = None,
@@ -82,8 +86,13 @@ def attend(
 
     Args:
         edges: the edges, sorted by destination.
-        score: logits ``(E_c, heads)`` of the edges in a slice of the sorted order.
+        score: ``score(part, dst, *rows)``, the logits ``(E_c, heads)`` of the edges in
+            ``part`` (a slice of the sorted order), given their destinations ``dst`` counted
+            from the chunk's first destination and the chunk's rows of each ``dst_side``
+            tensor (so each chunk reads its own destinations' rows, and their gradients are
+            put together once instead of once per chunk).
         value: ``(num_src, heads, channels)``, gathered by each edge's source.
+        dst_side: per-destination tensors ``score`` reads (queries, ...).
         dropout: dropout on the attention weights (in training).
         chunk_edges: edges per chunk (see the module); default :data:`CHUNK_EDGES`.
 
@@ -92,10 +101,10 @@ def attend(
     """
     heads, channels = value.shape[1:]
 
-    def chunk(d0: int, d1: int, value: Tensor) -> Tensor:
+    def chunk(d0: int, d1: int, value: Tensor, *dst_rows: Tensor) -> Tensor:
         part = slice(int(edges.ptr[d0]), int(edges.ptr[d1]))
         index = edges.dst[part] - d0
-        alpha = softmax(score(part), index, num_nodes=d1 - d0)
+        alpha = softmax(score(part, index, *dst_rows), index, num_nodes=d1 - d0)
         alpha = F.dropout(alpha, p=dropout, training=training)
         message = rows(value, edges.src[part]) * alpha.unsqueeze(-1)
         return scatter(message, index, dim=0, dim_size=d1 - d0, reduce="sum")
@@ -103,9 +112,18 @@ def attend(
     ranges = edges.chunks(chunk_edges or CHUNK_EDGES)
     if not ranges:
         return value.new_zeros(edges.num_dst, heads, channels)
+    sizes = [d1 - d0 for d0, d1 in ranges]
+    pieces = list(zip(*(t.split(sizes) for t in dst_side), strict=True)) or [()] * len(ranges)
     if len(ranges) == 1 or not torch.is_grad_enabled():
-        return torch.cat([chunk(d0, d1, value) for d0, d1 in ranges])
-    return torch.cat([checkpoint(chunk, d0, d1, value, use_reentrant=False) for d0, d1 in ranges])
+        return torch.cat(
+            [chunk(d0, d1, value, *p) for (d0, d1), p in zip(ranges, pieces, strict=True)]
+        )
+    return torch.cat(
+        [
+            checkpoint(chunk, d0, d1, value, *p, use_reentrant=False)
+            for (d0, d1), p in zip(ranges, pieces, strict=True)
+        ]
+    )
 
 
 class ChunkedGATConv(GATConv):
@@ -123,11 +141,11 @@ class ChunkedGATConv(GATConv):
         a_src = (x_src * self.att_src).sum(dim=-1)
         a_dst = (x_dst * self.att_dst).sum(dim=-1)
 
-        def score(part: slice) -> Tensor:
-            logits = rows(a_src, edges.src[part]) + rows(a_dst, edges.dst[part])
+        def score(part: slice, dst: Tensor, a_dst: Tensor) -> Tensor:
+            logits = rows(a_src, edges.src[part]) + rows(a_dst, dst)
             return F.leaky_relu(logits, self.negative_slope)
 
-        out = attend(edges, score, x_src, self.dropout, self.training)
+        out = attend(edges, score, x_src, (a_dst,), self.dropout, self.training)
         return _finish(self, out, x)
 
 
@@ -141,12 +159,11 @@ class ChunkedGATv2Conv(GATv2Conv):
         x_l = self.lin_l(x).view(-1, H, C)
         x_r = x_l if self.share_weights else self.lin_r(x).view(-1, H, C)
 
-        def score(part: slice) -> Tensor:
-            joint = rows(x_l, edges.src[part]) + rows(x_r, edges.dst[part])
-            joint = F.leaky_relu(joint, self.negative_slope)
+        def score(part: slice, dst: Tensor, x_r: Tensor) -> Tensor:
+            joint = F.leaky_relu(rows(x_l, edges.src[part]) + rows(x_r, dst), self.negative_slope)
             return (joint * self.att).sum(dim=-1)
 
-        out = attend(edges, score, x_l, self.dropout, self.training)
+        out = attend(edges, score, x_l, (x_r,), self.dropout, self.training)
         return _finish(self, out, x)
 
 
@@ -170,25 +187,40 @@ class ChunkedHGTConv(HGTConv):
         F_out, H = self.out_channels, self.heads
         D = F_out // H
         k_dict, q_dict, v_dict = {}, {}, {}
-        for key, val in self.kqv_lin(x_dict).items():
-            k, q, v = torch.tensor_split(val, 3, dim=1)
-            k_dict[key], q_dict[key], v_dict[key] = (
-                k.view(-1, H, D),
-                q.view(-1, H, D),
-                v.view(-1, H, D),
+        for node_type, x in x_dict.items():
+            # kqv_lin's map in three (weight rows): no slices of its output to back-propagate
+            lin = self.kqv_lin.lins[node_type]
+            k, q, v = (
+                F.linear(
+                    x,
+                    lin.weight[i * F_out : (i + 1) * F_out],
+                    lin.bias[i * F_out : (i + 1) * F_out],
+                )
+                for i in range(3)
             )
+            k_dict[node_type], q_dict[node_type] = k.view(-1, H, D), q.view(-1, H, D)
+            v_dict[node_type] = v.view(-1, H, D)
         q, dst_offset = self._cat(q_dict)
         k, v, src_offset = self._construct_src_node_feat(k_dict, v_dict, edge_index_dict)
-        edge_index, edge_attr = construct_bipartite_edge_index(
-            edge_index_dict, src_offset, dst_offset, edge_attr_dict=self.p_rel, num_nodes=k.size(0)
+        k, v = k.contiguous(), v.contiguous()  # gathered row by row below
+        edge_index, _ = construct_bipartite_edge_index(
+            edge_index_dict, src_offset, dst_offset, num_nodes=k.size(0)
         )
         edges = DstSorted.build(edge_index, q.size(0))
-        weight = rows(edge_attr, edges.perm) / math.sqrt(D)
+        # Each edge's relation prior p_rel, read through its type's index (not a tensor per edge).
+        prior = torch.cat([self.p_rel["__".join(et)] for et in edge_index_dict]) / math.sqrt(D)
+        kinds = torch.cat(
+            [
+                torch.full((ei.size(1),), i, device=q.device)
+                for i, ei in enumerate(edge_index_dict.values())
+            ]
+        ).index_select(0, edges.perm)
 
-        def score(part: slice) -> Tensor:
-            return (rows(q, edges.dst[part]) * rows(k, edges.src[part])).sum(dim=-1) * weight[part]
+        def score(part: slice, dst: Tensor, q: Tensor) -> Tensor:
+            dot = (rows(q, dst) * rows(k, edges.src[part])).sum(dim=-1)
+            return dot * rows(prior, kinds[part])
 
-        out = attend(edges, score, v).view(-1, F_out)
+        out = attend(edges, score, v, (q,)).view(-1, F_out)
         out_dict: dict[str, Tensor | None] = {}
         for node_type, start in dst_offset.items():
             if node_type in self.dst_node_types:
