@@ -201,8 +201,7 @@ class ChunkedHGTConv(HGTConv):
             k_dict[node_type], q_dict[node_type] = k.view(-1, H, D), q.view(-1, H, D)
             v_dict[node_type] = v.view(-1, H, D)
         q, dst_offset = self._cat(q_dict)
-        k, v, src_offset = self._construct_src_node_feat(k_dict, v_dict, edge_index_dict)
-        k, v = k.contiguous(), v.contiguous()  # gathered row by row below
+        k, v, src_offset = self._relation_keys_values(k_dict, v_dict, edge_index_dict)
         edge_index, _ = construct_bipartite_edge_index(
             edge_index_dict, src_offset, dst_offset, num_nodes=k.size(0)
         )
@@ -233,3 +232,25 @@ class ChunkedHGTConv(HGTConv):
                 h = alpha * h + (1 - alpha) * x_dict[node_type]
             out_dict[node_type] = h
         return out_dict
+
+    def _relation_keys_values(
+        self,
+        k_dict: dict[str, Tensor],
+        v_dict: dict[str, Tensor],
+        edge_index_dict: dict[tuple[str, str, str], Tensor],
+    ) -> tuple[Tensor, Tensor, dict[tuple[str, str, str], int]]:
+        """Each edge type's keys and values of its source nodes through its own per-head
+        relation maps (``k_rel``, ``v_rel``; PyG's ``_construct_src_node_feat``), stacked by
+        edge type, and each type's first row: one batched product per edge type and head
+        instead of sorted copies of every key and value."""
+        T = len(self.edge_types)
+        keys, values, offset, start = [], [], {}, 0
+        for edge_type in edge_index_dict:
+            i = self.edge_types_map[edge_type]
+            src = edge_type[0]
+            # weight[h * T + i] maps head h of this edge type (PyG's type_vec order)
+            keys.append(torch.einsum("nhd,hde->nhe", k_dict[src], self.k_rel.weight[i::T]))
+            values.append(torch.einsum("nhd,hde->nhe", v_dict[src], self.v_rel.weight[i::T]))
+            offset[edge_type] = start
+            start += k_dict[src].size(0)
+        return torch.cat(keys), torch.cat(values), offset
