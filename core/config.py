@@ -27,6 +27,8 @@ class Settings(BaseModel):
     - ``MMGRAPH_NEO4J_HEAP``, ``MMGRAPH_NEO4J_PAGECACHE``: memory of the local Neo4j (JVM sizes
       such as ``512m`` or ``2g``); small by default so tests and laptops are not swamped.
     - ``MMGRAPH_DEVICE``: ``cpu`` or ``cuda``; default CUDA when torch sees a GPU, else the CPU.
+    - ``MMGRAPH_TRAIN_MEMORY``: bytes training may use (default 8 GB): full-batch when its
+      estimated peak fits, mini-batches otherwise; shared by the ranks of one machine.
     - ``MMGRAPH_TEXT_ENCODER``: ``fp32`` (default) or ``int8`` (quantised MiniLM, faster on CPU;
       its vectors carry their own tag and never mix with fp32 ones).
     - ``MMGRAPH_MAX_IMAGE_PIXELS``: pictures above this many pixels are refused from their header,
@@ -46,6 +48,7 @@ class Settings(BaseModel):
     neo4j_heap: str = "512m"
     neo4j_pagecache: str = "256m"
     device: str | None = None
+    train_memory: int = Field(default=8_000_000_000, ge=1)
     text_encoder: Literal["fp32", "int8"] = "fp32"
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     grpc_host: str = "127.0.0.1"
@@ -69,6 +72,7 @@ class Settings(BaseModel):
             "neo4j_heap": "MMGRAPH_NEO4J_HEAP",
             "neo4j_pagecache": "MMGRAPH_NEO4J_PAGECACHE",
             "device": "MMGRAPH_DEVICE",
+            "train_memory": "MMGRAPH_TRAIN_MEMORY",
             "text_encoder": "MMGRAPH_TEXT_ENCODER",
             "max_image_pixels": "MMGRAPH_MAX_IMAGE_PIXELS",
             "grpc_host": "MMGRAPH_GRPC_HOST",

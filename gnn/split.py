@@ -30,6 +30,14 @@ import torch
 from torch_geometric.data import HeteroData
 
 from mmgraph.core.errors import InvalidArgumentError
+from mmgraph.gnn.candidates import (
+    PairSet,
+    TwoHop,
+    first_occurrence,
+    hard_candidates,
+    random_candidates,
+    unique,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,11 +223,12 @@ def split_graph(data: HeteroData, config: SplitConfig | None = None) -> LinkSpli
         edge_index = _dedupe(data[edge_type].edge_index, symmetric=edge_type[0] == edge_type[2])
         parts = _partition(edge_index.size(1), config, rng, edge_type)
         train[edge_type] = edge_index[:, parts[0]]
-        true_links = _links(data[edge_type].edge_index)
+        true_links = PairSet.of(data[edge_type].edge_index, data[edge_type[2]].num_nodes)
         # Hard negatives: two hops from the true end in the graph the test edges are ranked in.
-        hop_graph = _adjacency(
+        hop_graph = TwoHop(
             {**kept, edge_type: torch.cat([edge_index[:, parts[0]], edge_index[:, parts[1]]], 1)},
-            data,
+            {t: data[t].num_nodes for t in data.node_types},
+            edge_type[2],
         )
         val[edge_type] = _held_out(
             edge_index[:, parts[1]], edge_type, data, true_links, hop_graph, config, rng
@@ -255,12 +264,14 @@ def _with_edges(base: HeteroData, targets: dict[EdgeType, torch.Tensor]) -> Hete
 
 
 def _dedupe(edge_index: torch.Tensor, symmetric: bool) -> torch.Tensor:
-    """Distinct edges; within one node type ``a->b`` and ``b->a`` become one pair, so that an
-    edge and its reverse can only be split together."""
-    pairs = edge_index.t().numpy()
+    """Distinct edges in ``(source, destination)`` order; within one node type ``a->b`` and
+    ``b->a`` become one pair, so that an edge and its reverse can only be split together."""
+    pairs = edge_index.numpy()
     if symmetric:
-        pairs = np.sort(pairs, axis=1)
-    return torch.from_numpy(np.unique(pairs, axis=0).T.copy()).long()
+        pairs = np.sort(pairs, axis=0)
+    width = int(pairs[1].max(initial=-1)) + 1
+    first, second = np.divmod(unique(pairs[0].astype(np.int64) * width + pairs[1]), width)
+    return torch.from_numpy(np.stack([first, second])).long()
 
 
 def _partition(
@@ -277,26 +288,12 @@ def _partition(
     return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
 
 
-def _links(edge_index: torch.Tensor) -> set[tuple[int, int]]:
-    return set(zip(edge_index[0].tolist(), edge_index[1].tolist(), strict=True))
-
-
-def _adjacency(edges: dict[EdgeType, torch.Tensor], data: HeteroData) -> dict:
-    """Undirected neighbour sets keyed by (type, index), for two-hop candidates."""
-    neighbours: dict[tuple[str, int], set[tuple[str, int]]] = {}
-    for (src, _, dst), edge_index in edges.items():
-        for a, b in zip(edge_index[0].tolist(), edge_index[1].tolist(), strict=True):
-            neighbours.setdefault((src, a), set()).add((dst, b))
-            neighbours.setdefault((dst, b), set()).add((src, a))
-    return neighbours
-
-
 def _held_out(
     edge_index: torch.Tensor,
     edge_type: EdgeType,
     data: HeteroData,
-    true_links: set[tuple[int, int]],
-    neighbours: dict,
+    true_links: PairSet,
+    hop_graph: TwoHop,
     config: SplitConfig,
     rng: np.random.Generator,
 ) -> HeldOut:
@@ -305,12 +302,10 @@ def _held_out(
     gets as many as the poorest source allows (with a warning)."""
     dst_type = edge_type[2]
     n_dst = data[dst_type].num_nodes
-    pairs = list(zip(edge_index[0].tolist(), edge_index[1].tolist(), strict=True))
-    linked: dict[int, int] = {}
-    for s, _ in true_links:
-        linked[s] = linked.get(s, 0) + 1
+    s, d = edge_index.numpy()
+    linked = true_links.count_per_first(data[edge_type[0]].num_nodes)
     width = config.num_negatives + config.num_hard_negatives
-    poorest = min((n_dst - linked.get(s, 0) for s, _ in pairs), default=width)
+    poorest = int((n_dst - linked[s]).min(initial=width))
     if poorest < 1:
         raise SplitError(f"{'/'.join(edge_type)}: a source is linked to every {dst_type}")
     if poorest < width:
@@ -323,53 +318,21 @@ def _held_out(
         )
         width = poorest
     n_hard = min(config.num_hard_negatives, width)
-    negatives = np.empty((len(pairs), width), dtype=np.int64)
-    hard_mask = np.zeros((len(pairs), width), dtype=bool)
-    two_hops: dict[int, list[int]] = {}
-    for row, (s, d) in enumerate(pairs):
-        if d not in two_hops:
-            two_hops[d] = sorted(
-                {
-                    node
-                    for mid in neighbours.get((dst_type, d), ())
-                    for node_type, node in neighbours.get(mid, ())
-                    if node_type == dst_type and node != d
-                }
-            )
-        candidates = [node for node in two_hops[d] if (s, node) not in true_links]
-        hard = rng.choice(candidates, size=min(n_hard, len(candidates)), replace=False).tolist()
-        chosen = set(hard)
-        randoms = _random_negatives(s, width - len(hard), n_dst, true_links, chosen, rng)
-        negatives[row] = randoms[: width - n_hard] + hard + randoms[width - n_hard :]
-        hard_mask[row, width - n_hard : width - n_hard + len(hard)] = True
+    hard = hard_candidates(s, d, n_hard, true_links, hop_graph, rng)
+    found = (hard >= 0).sum(axis=1)
+    randoms = random_candidates(s, hard, width - found, n_dst, true_links, rng)
+    # Row layout: randoms[: width - n_hard], then the hard ones, then the remaining randoms.
+    column = np.arange(width)
+    hard_mask = (column >= width - n_hard) & (column < width - n_hard + found[:, None])
+    negatives = np.empty((s.size, width), dtype=np.int64)
+    negatives[hard_mask] = hard[hard >= 0]
+    negatives[~hard_mask] = randoms[randoms >= 0]
     return HeldOut(edge_index, torch.from_numpy(negatives), torch.from_numpy(hard_mask))
 
 
-def _random_negatives(
-    s: int,
-    n: int,
-    n_dst: int,
-    true_links: set[tuple[int, int]],
-    taken: set[int],
-    rng: np.random.Generator,
-) -> list[int]:
-    """``n`` distinct destinations, none a true link of ``s`` nor in ``taken``."""
-    if n_dst <= 4 * (n + len(taken)):
-        pool = [v for v in range(n_dst) if (s, v) not in true_links and v not in taken]
-        return rng.choice(pool, size=n, replace=False).tolist()
-    out: list[int] = []
-    while len(out) < n:
-        for v in rng.integers(0, n_dst, size=2 * n).tolist():
-            if (s, v) not in true_links and v not in taken:
-                taken.add(v)
-                out.append(v)
-                if len(out) == n:
-                    break
-    return out
-
-
 def _labels(data: HeteroData, config: SplitConfig) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Class per node through the label relation (and ``label_via``); -1 for none or several."""
+    """Class per node through the label relation (and ``label_via``: a node without a class
+    takes the classes of the first node it points to that has one); -1 for none or several."""
     if config.label_relation is None:
         return {}, []
     label_types = [et for et in data.edge_types if et[1] == config.label_relation]
@@ -379,22 +342,23 @@ def _labels(data: HeteroData, config: SplitConfig) -> tuple[dict[str, torch.Tens
     names: list[str] = []
     labels: dict[str, torch.Tensor] = {}
     for src, _, dst in label_types:
-        classes: dict[int, set[int]] = {}
         offset = len(names)
         names.extend(f"{dst}:{i}" for i in range(data[dst].num_nodes))
-        edge_index = data[src, config.label_relation, dst].edge_index
-        for a, b in zip(edge_index[0].tolist(), edge_index[1].tolist(), strict=True):
-            classes.setdefault(a, set()).add(offset + b)
+        n = data[src].num_nodes
+        node, cls = data[src, config.label_relation, dst].edge_index.numpy()
+        pairs = PairSet(node, cls + offset, len(names))
+        node, cls = np.divmod(pairs.keys, pairs.width)
+        count = np.bincount(node, minlength=n)
+        y = np.full(n, -1, dtype=np.int64)
+        y[node] = cls  # meaningful where the node has one class
+        y[count != 1] = -1
         if config.label_via and (src, config.label_via, src) in data.edge_types:
-            via = data[src, config.label_via, src].edge_index
-            for a, b in zip(via[0].tolist(), via[1].tolist(), strict=True):
-                if a not in classes and b in classes:
-                    classes[a] = classes[b]
-        y = torch.full((data[src].num_nodes,), -1, dtype=torch.long)
-        for node, found in classes.items():
-            if len(found) == 1:
-                y[node] = next(iter(found))
-        labels[src] = y
+            a, b = data[src, config.label_via, src].edge_index.numpy()
+            takes = (count[a] == 0) & (count[b] > 0)
+            a, b = a[takes], b[takes]
+            first = first_occurrence(a)  # the first such edge of each node
+            y[a[first]] = y[b[first]]
+        labels[src] = torch.from_numpy(y)
     return labels, names
 
 
@@ -425,13 +389,14 @@ def check_no_leak(split: LinkSplit, graphs: Sequence[HeteroData]) -> None:
             ):
                 raise SplitError(f"the label relation is in a training graph: {edge_type}")
         for edge_type, held in split.test.items():
-            held_pairs = _links(held.edge_index)
-            if edge_type[0] == edge_type[2]:
-                held_pairs |= {(b, a) for a, b in held_pairs}
             src, rel, dst = edge_type
+            a, b = held.edge_index.numpy()
+            if src == dst:
+                a, b = np.concatenate([a, b]), np.concatenate([b, a])
+            held_pairs = PairSet(a, b, data[dst].num_nodes)
             for et, flip in ((edge_type, False), ((dst, f"{REVERSE_PREFIX}{rel}", src), True)):
                 if et in data.edge_types:
-                    index = data[et].edge_index
-                    index = index.flip(0) if flip else index
-                    if held_pairs & _links(index):
+                    index = data[et].edge_index.numpy()
+                    first, second = (index[1], index[0]) if flip else (index[0], index[1])
+                    if held_pairs.contains(first, second).any():
                         raise SplitError(f"a test edge of {'/'.join(edge_type)} leaked into {et}")

@@ -3,17 +3,21 @@
 Each epoch passes messages over one draw of the train edges and is supervised by the rest
 (:meth:`LinkSplit.train_graph`), each positive ranked by softmax cross-entropy against uniformly
 sampled negatives of the destination type, one draw shared by each group of positives (or
-binary cross-entropy), plus the model's auxiliary loss (e.g. MGAT's cross-modal InfoNCE).
+binary cross-entropy), plus the model's auxiliary loss (e.g. MGAT's cross-modal InfoNCE); the
+loss runs in checkpointed chunks of positives, so its memory does not grow with the supervision.
 Validation MRR against the split's fixed candidates drives early stopping; the best epoch's
-weights are kept. Full-batch when the graph is small enough, else mini-batches of supervision
-edges over sampled neighbourhoods (:mod:`mmgraph.gnn.sampler`, through PyG's ``LinkLoader``).
+weights are kept. Full-batch when its estimated peak fits the memory budget
+(:mod:`mmgraph.gnn.budget`), else mini-batches of supervision edges over sampled neighbourhoods
+(:mod:`mmgraph.gnn.sampler`, through PyG's ``LinkLoader``), validated on the nodes the
+validation edges need and no more often than an epoch's cost allows. Under ``torch.distributed``
+each rank trains on its shard of the supervision edges (:mod:`mmgraph.gnn.distributed`).
 The same code runs on CUDA when torch sees a GPU, else on the CPU; seeds fix every draw.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,21 +25,28 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import LinkLoader, NodeLoader
 
+from mmgraph.core.config import Settings
 from mmgraph.core.errors import InvalidArgumentError
+from mmgraph.gnn import distributed
+from mmgraph.gnn.budget import Activations, Plan, full_batch_bytes, plan
 from mmgraph.gnn.metrics import ranking_metrics
 from mmgraph.gnn.models.base import EmbeddingModel
-from mmgraph.gnn.sampler import CSC, make_neighbor_sampler
+from mmgraph.gnn.sampler import CSC, degree_capped, make_neighbor_sampler
 from mmgraph.gnn.split import EdgeType, HeldOut, LinkSplit, check_no_leak
 
 log = logging.getLogger(__name__)
 
-# Above this many message-passing edges a full-batch epoch is not attempted (memory on CPU).
-FULL_BATCH_MAX_EDGES = 2_000_000
 # Candidate links scored at once in evaluation (bounds the gathered embeddings' memory).
 SCORE_CHUNK = 262_144
+# Positives per checkpointed chunk of the loss (bounds its gathered embeddings and logits).
+LOSS_CHUNK = 65_536
+# Mini-batch sizes the memory budget chooses among; and the batch size of sampled inference.
+BATCH_SIZES = (1024, 2048, 4096, 8192, 16_384, 32_768, 65_536)
+INFERENCE_BATCH = 4096
 LOSSES = ("softmax", "bce")
 
 
@@ -45,7 +56,7 @@ class TrainConfigError(InvalidArgumentError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: optimiser, stopping, negatives, batching, device and seed.
+    """How to train: optimiser, stopping, negatives, batching, memory, device and seed.
 
     Args:
         epochs: the most epochs to run.
@@ -61,9 +72,15 @@ class TrainConfig:
             falls by about that factor and more negatives become affordable; 1 = own draw each.
         loss: ``"softmax"`` (each positive against its negatives, cross-entropy: a sampled
             ranking loss) or ``"bce"`` (binary cross-entropy per link).
-        batch_size: supervision edges per mini-batch; ``None`` chooses full-batch unless the
-            graph has more than ``FULL_BATCH_MAX_EDGES`` message-passing edges.
-        num_neighbors: neighbours sampled per hop and edge type in mini-batch mode.
+        batch_size: supervision edges per mini-batch; ``None`` lets the memory budget choose:
+            full-batch when its estimated peak fits, else the largest batch size that does.
+        num_neighbors: neighbours sampled per hop in mini-batch mode, for every edge type, at
+            most the median in-degree of the type's nodes that have any (so a hub samples no
+            more than a typical node has: hubs do not make neighbourhoods explode).
+        fanouts: per relation name (``"HAS_TAG"``, ``"rev_HAS_TAG"``), neighbours sampled per
+            hop instead of ``num_neighbors``: e.g. few on the edges into hub nodes.
+        memory_budget: bytes training may use; ``None``: ``MMGRAPH_TRAIN_MEMORY`` (default
+            8 GB). Ranks on one machine share it.
         max_seconds: stop after this much training time (a bound for demos), or ``None``.
         device: ``"cpu"``/``"cuda"``; default CUDA when torch sees one.
         seed: seeds parameters, epoch draws and negatives.
@@ -79,6 +96,8 @@ class TrainConfig:
     loss: str = "softmax"
     batch_size: int | None = None
     num_neighbors: tuple[int, ...] = (10, 10)
+    fanouts: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    memory_budget: int | None = None
     max_seconds: float | None = None
     device: str | None = None
     seed: int = 0
@@ -95,6 +114,14 @@ class TrainConfig:
             raise TrainConfigError(f"lr must be positive, got {self.lr}")
         if self.batch_size is not None and self.batch_size < 1:
             raise TrainConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.memory_budget is not None and self.memory_budget < 1:
+            raise TrainConfigError(f"memory_budget must be positive, got {self.memory_budget}")
+        hops = {len(self.num_neighbors), *(len(f) for f in self.fanouts.values())}
+        if len(hops) > 1:
+            raise TrainConfigError(
+                f"fanouts must give as many hops as num_neighbors ({len(self.num_neighbors)}), "
+                f"got {dict(self.fanouts)}"
+            )
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -102,7 +129,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What training did: the best epoch, its validation MRR, the curve, time and mode."""
+    """What training did: the best epoch, its validation MRR, the curve, time and mode (with
+    the estimated full-batch peak and the budget that chose it, in bytes)."""
 
     best_epoch: int
     best_val_mrr: float
@@ -110,11 +138,39 @@ class TrainResult:
     seconds: float = 0.0
     mode: str = "full"
     device: str = "cpu"
+    batch_size: int | None = None
+    full_batch_bytes: int | None = None
+    memory_budget: int | None = None
 
 
 def resolve_device(device: str | None) -> torch.device:
     """``device`` if given, else CUDA when torch sees a GPU, else the CPU."""
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+class Objective(torch.nn.Module):
+    """A training step's loss as one module: the model's embeddings, the link loss of the
+    supervision edges and the model's auxiliary loss. DistributedDataParallel wraps this
+    module, so every parameter the step uses (the decoder's too) is reached from its forward."""
+
+    def __init__(self, model: EmbeddingModel, config: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+
+    def forward(
+        self,
+        graph: HeteroData,
+        supervision: dict[EdgeType, torch.Tensor],
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        z = self.model(graph)
+        loss = sum(
+            link_loss(self.model, z, et, pos, self.config, generator, graph[et].edge_index)
+            for et, pos in supervision.items()
+        )
+        aux = self.model.auxiliary_loss(graph, z)
+        return loss if aux is None else loss + aux
 
 
 def train_model(
@@ -123,7 +179,9 @@ def train_model(
     config: TrainConfig | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``split``; leaves the best epoch's weights in it (in eval mode)."""
+    """Train ``model`` on ``split``; leaves the best epoch's weights in it (in eval mode).
+    Under ``torch.distributed``, every rank calls this with the same split and config and
+    leaves with rank 0's best weights and result (see :mod:`mmgraph.gnn.distributed`)."""
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -132,65 +190,178 @@ def train_model(
     generator = torch.Generator().manual_seed(config.seed)
     val_graph = split.graph("val")
     check_no_leak(split, [val_graph])
-    mp_edges = sum(val_graph[et].edge_index.size(1) for et in val_graph.edge_types)
-    mini = config.batch_size is not None or mp_edges > FULL_BATCH_MAX_EDGES
+    objective = Objective(model, config)
+    chosen = distributed.from_rank0(
+        plan_training(objective, split, config, device) if distributed.rank() == 0 else None
+    )
+    mini = chosen.mode == "mini"
+    log.info(
+        "%s-batch training (estimated full-batch peak %.1f GB, budget %.1f GB)",
+        chosen.mode,
+        chosen.full_batch_bytes / 1e9,
+        chosen.budget / 1e9,
+    )
+    step = distributed.wrap(objective, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    result = TrainResult(-1, -1.0, mode="mini" if mini else "full", device=str(device))
-    best_state = copy.deepcopy(model.state_dict())
+    result = TrainResult(
+        -1,
+        -1.0,
+        mode=chosen.mode,
+        device=str(device),
+        batch_size=chosen.batch_size,
+        full_batch_bytes=chosen.full_batch_bytes,
+        memory_budget=chosen.budget,
+    )
+    best_state = _cpu_state(model)
     started = time.perf_counter()
-    epoch_fn = _mini_batch_epoch if mini else _full_batch_epoch
+    every, val = 1, -1.0
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        loss = epoch_fn(model, split, optimizer, generator, config, device)
-        val = validation_mrr(model, split, val_graph, device, config if mini else None)
-        row = {"epoch": epoch, "loss": loss, "val_mrr": val, "seconds": time.perf_counter() - t0}
-        result.history.append(row)
-        if progress is not None:
-            progress(epoch, row)
-        if val > result.best_val_mrr:
-            result.best_epoch, result.best_val_mrr = epoch, val
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch - result.best_epoch >= config.patience:
+        if mini:
+            loss = _mini_batch_epoch(step, split, optimizer, generator, config, device, chosen)
+        else:
+            loss = _full_batch_epoch(step, split, optimizer, generator, device)
+        train_s = time.perf_counter() - t0
+        stop = False
+        if distributed.rank() == 0:
+            if (epoch - 1) % every == 0:
+                t1 = time.perf_counter()
+                val = validation_mrr(model, split, val_graph, device, config if mini else None)
+                if mini and epoch == 1:
+                    every = _validation_interval(time.perf_counter() - t1, train_s)
+                if val > result.best_val_mrr:
+                    result.best_epoch, result.best_val_mrr = epoch, val
+                    best_state = _cpu_state(model)
+            row = {
+                "epoch": epoch,
+                "loss": loss,
+                "val_mrr": val,
+                "seconds": time.perf_counter() - t0,
+                "train_seconds": train_s,
+            }
+            result.history.append(row)
+            if progress is not None:
+                progress(epoch, row)
+            stop = epoch - result.best_epoch >= config.patience
+            if (
+                config.max_seconds is not None
+                and time.perf_counter() - started > config.max_seconds
+            ):
+                log.info(
+                    "stopping after %d epochs: max_seconds %.0f reached", epoch, config.max_seconds
+                )
+                stop = True
+        if distributed.from_rank0(stop):
             break
-        if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
-            log.info(
-                "stopping after %d epochs: max_seconds %.0f reached", epoch, config.max_seconds
-            )
-            break
+    best_state, result = distributed.from_rank0((best_state, result))
     model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - started
     return result
 
 
+def plan_training(
+    objective: Objective, split: LinkSplit, config: TrainConfig, device: torch.device
+) -> Plan:
+    """Full-batch or mini-batches (and their size) for ``config`` on ``split``: what the
+    user asked (``batch_size``), else what the memory budget allows (:mod:`mmgraph.gnn.budget`).
+    Draws nothing from the training's random streams."""
+    budget = config.memory_budget or Settings.from_env().train_memory
+    budget //= distributed.local_world_size()
+    with torch.random.fork_rng(devices=[]):
+        graph, supervision = split.train_graph(torch.Generator().manual_seed(config.seed))
+        graph = graph.to(device)
+        objective.train()
+        activations = Activations.measure(
+            split,
+            graph,
+            lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
+            objective.parameters(),
+        )
+        if config.batch_size is not None:
+            full = full_batch_bytes(split, graph, activations)
+            return Plan("mini", budget, full, config.batch_size)
+        n_sup = max(pos.size(1) for pos in supervision.values())
+        sizes = [b for b in BATCH_SIZES if b < n_sup] or [n_sup]
+        sampler = make_neighbor_sampler(graph, neighbours(graph, config), seed=config.seed)
+        return plan(
+            split,
+            graph,
+            activations,
+            budget,
+            lambda b: _batch_share(graph, supervision, sampler, b),
+            sizes,
+        )
+
+
+def _batch_share(
+    graph: HeteroData, supervision: dict[EdgeType, torch.Tensor], sampler, size: int
+) -> float:
+    """The largest share of ``graph``'s nodes or edges a batch of ``size`` supervision edges
+    reaches through ``sampler`` (one batch drawn per edge type)."""
+    nodes = sum(int(graph[t].num_nodes or 0) for t in graph.node_types)
+    edges = sum(graph[et].edge_index.size(1) for et in graph.edge_types)
+    share = 0.0
+    for edge_type, pos in supervision.items():
+        loader = LinkLoader(
+            graph, link_sampler=sampler, edge_label_index=(edge_type, pos), batch_size=size
+        )
+        batch = next(iter(loader))
+        reached = sum(int(batch[t].num_nodes or 0) for t in batch.node_types)
+        sampled = sum(batch[et].edge_index.size(1) for et in batch.edge_types)
+        share = max(share, reached / max(nodes, 1), sampled / max(edges, 1))
+    return share
+
+
+def neighbours(graph: HeteroData, config: TrainConfig) -> dict[EdgeType, list[int]]:
+    """Neighbours sampled per hop for each edge type of ``graph``: ``config.fanouts`` for the
+    relations it names, ``config.num_neighbors`` capped at the edge type's typical in-degree
+    for the others (:func:`~mmgraph.gnn.sampler.degree_capped`)."""
+    capped = degree_capped(graph, list(config.num_neighbors))
+    return {
+        et: list(config.fanouts[et[1]]) if et[1] in config.fanouts else capped[et]
+        for et in graph.edge_types
+    }
+
+
+def _validation_interval(validation_s: float, epoch_s: float) -> int:
+    """Epochs between validations so that validating costs no more than training."""
+    return max(1, math.ceil(validation_s / max(epoch_s, 1e-9)))
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def _full_batch_epoch(
-    model: EmbeddingModel,
+    step: torch.nn.Module,
     split: LinkSplit,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
-    config: TrainConfig,
     device: torch.device,
 ) -> float:
-    model.train()
+    step.train()
     graph, supervision = split.train_graph(generator)
-    supervision = {edge_type: pos.to(device) for edge_type, pos in supervision.items()}
-    return _step(model, optimizer, graph.to(device), supervision, config, generator)
+    supervision = {et: distributed.shard(pos).to(device) for et, pos in supervision.items()}
+    return _step(step, optimizer, graph.to(device), supervision, generator)
 
 
 def _mini_batch_epoch(
-    model: EmbeddingModel,
+    step: torch.nn.Module,
     split: LinkSplit,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     config: TrainConfig,
     device: torch.device,
+    chosen: Plan,
 ) -> float:
-    """One pass over this epoch's supervision edges in batches over sampled neighbourhoods."""
-    model.train()
+    """One pass over this epoch's supervision edges (this rank's shard) in batches over
+    sampled neighbourhoods."""
+    step.train()
     graph, supervision = split.train_graph(generator)
     sampler = make_neighbor_sampler(
         graph,
-        list(config.num_neighbors),
+        neighbours(graph, config),
         seed=int(torch.randint(0, 2**31, (1,), generator=generator)),
     )
     total, batches = 0.0, 0
@@ -198,42 +369,34 @@ def _mini_batch_epoch(
         loader = LinkLoader(
             graph,
             link_sampler=sampler,
-            edge_label_index=(edge_type, pos),
-            batch_size=config.batch_size or 4096,
+            edge_label_index=(edge_type, distributed.shard(pos)),
+            batch_size=chosen.batch_size or INFERENCE_BATCH,
             shuffle=True,
         )
         for batch in loader:
             batch = batch.to(device)
             label_index = {edge_type: batch[edge_type].edge_label_index}
-            total += _step(model, optimizer, batch, label_index, config, generator)
+            total += _step(step, optimizer, batch, label_index, generator)
             batches += 1
     return total / max(batches, 1)
 
 
 def _step(
-    model: EmbeddingModel,
+    step: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     graph: HeteroData,
     supervision: dict[EdgeType, torch.Tensor],
-    config: TrainConfig,
     generator: torch.Generator,
 ) -> float:
-    """One optimiser step: embed ``graph``, link loss on ``supervision`` (+ auxiliary loss)."""
+    """One optimiser step on the loss of :class:`Objective` (possibly in DDP)."""
     optimizer.zero_grad()
-    z = model(graph)
-    loss = sum(
-        _link_loss(model, z, edge_type, pos, config, generator, graph[edge_type].edge_index)
-        for edge_type, pos in supervision.items()
-    )
-    aux = model.auxiliary_loss(graph, z)
-    if aux is not None:
-        loss = loss + aux
+    loss = step(graph, supervision, generator)
     loss.backward()
     optimizer.step()
     return float(loss.detach())
 
 
-def _link_loss(
+def link_loss(
     model: EmbeddingModel,
     z: dict[str, torch.Tensor],
     edge_type: EdgeType,
@@ -246,29 +409,71 @@ def _link_loss(
     one draw per group of ``config.negatives_shared_by`` positives, and ``config.hard_negatives``
     of their own two hops away in ``mp_edges`` (this edge type's message-passing edges):
     softmax cross-entropy of each positive among its negatives (a sampled ranking loss, what
-    MRR measures), or binary cross-entropy of every link on its own."""
+    MRR measures), or binary cross-entropy of every link on its own. Computed in chunks of
+    about :data:`LOSS_CHUNK` positives, each checkpointed, so that only one chunk's gathered
+    embeddings and logits exist at a time."""
     n_pos, group, k = pos.size(1), config.negatives_shared_by, config.negatives
     groups = -(-n_pos // group)
     # The last group is padded with the first source; its padded rows are dropped below.
     src = torch.cat([pos[0], pos[0, :1].expand(groups * group - n_pos)]).view(groups, group)
     dst = torch.randint(0, z[edge_type[2]].size(0), (groups, k), generator=generator)
-    neg_logits = model.candidate_logits(z, edge_type, src, dst.to(pos.device))
-    neg_logits = neg_logits.reshape(groups * group, k)[:n_pos]
+    dst = dst.to(pos.device)
+    hard = None
     if config.hard_negatives:
         hard = _two_hop_negatives(
             pos, mp_edges, z[edge_type[2]].size(0), config.hard_negatives, generator
         )
-        src = pos[0].repeat_interleave(config.hard_negatives)
-        hard_logits = model.link_logits(z, edge_type, torch.stack([src, hard.view(-1)]))
+    per_chunk = max(1, LOSS_CHUNK // group)
+    parts = []
+    for g0 in range(0, groups, per_chunk):
+        g1 = min(g0 + per_chunk, groups)
+        p0, p1 = g0 * group, min(g1 * group, n_pos)
+        args = (src[g0:g1], dst[g0:g1], pos[:, p0:p1], None if hard is None else hard[p0:p1])
+        if groups > per_chunk and torch.is_grad_enabled():
+            parts.append(
+                checkpoint(_loss_sums, model, z, edge_type, config, *args, use_reentrant=False)
+            )
+        else:
+            parts.append(_loss_sums(model, z, edge_type, config, *args))
+    pos_sum = sum(p[0] for p in parts)
+    if config.loss == "softmax":
+        return pos_sum / n_pos
+    n_neg = k + config.hard_negatives
+    return pos_sum / n_pos + sum(p[1] for p in parts) / (n_pos * n_neg)
+
+
+def _loss_sums(
+    model: EmbeddingModel,
+    z: dict[str, torch.Tensor],
+    edge_type: EdgeType,
+    config: TrainConfig,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    pos: torch.Tensor,
+    hard: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of :func:`link_loss`: summed cross-entropy of its positives (and ``0``), or
+    the summed binary cross-entropy of its positives and of its negatives."""
+    n_pos = pos.size(1)
+    neg_logits = model.candidate_logits(z, edge_type, src, dst)
+    neg_logits = neg_logits.reshape(-1, dst.size(1))[:n_pos]
+    if hard is not None:
+        hard_src = pos[0].repeat_interleave(hard.size(1))
+        hard_logits = model.link_logits(z, edge_type, torch.stack([hard_src, hard.reshape(-1)]))
         neg_logits = torch.cat([neg_logits, hard_logits.view(n_pos, -1)], dim=1)
     pos_logits = model.link_logits(z, edge_type, pos)
     if config.loss == "softmax":
         logits = torch.cat([pos_logits.unsqueeze(1), neg_logits], dim=1)
         target = torch.zeros(n_pos, dtype=torch.long, device=logits.device)
-        return F.cross_entropy(logits, target)
-    return F.binary_cross_entropy_with_logits(
-        pos_logits, torch.ones_like(pos_logits)
-    ) + F.binary_cross_entropy_with_logits(neg_logits, torch.zeros_like(neg_logits))
+        return F.cross_entropy(logits, target, reduction="sum"), logits.new_zeros(())
+    return (
+        F.binary_cross_entropy_with_logits(
+            pos_logits, torch.ones_like(pos_logits), reduction="sum"
+        ),
+        F.binary_cross_entropy_with_logits(
+            neg_logits, torch.zeros_like(neg_logits), reduction="sum"
+        ),
+    )
 
 
 def _two_hop_negatives(
@@ -304,27 +509,34 @@ def embed(
     graph: HeteroData,
     device: torch.device | None = None,
     config: TrainConfig | None = None,
+    nodes: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Every node's embedding in ``graph`` (in batches over sampled neighbourhoods when
-    ``config`` asks for mini-batches), on the CPU."""
+    """The embeddings of ``nodes`` (node ids per type; default every node) in ``graph``, on
+    the CPU: one pass over the whole graph, or, when ``config`` is given (mini-batch mode),
+    batches over the sampled neighbourhoods of those nodes alone."""
     model.eval()
     device = device or next(iter(model.parameters()), torch.empty(0)).device
-    if config is None or config.batch_size is None:
-        return {t: v.cpu() for t, v in model(graph.to(device)).items()}
-    sampler = make_neighbor_sampler(graph, list(config.num_neighbors), seed=config.seed)
+    if config is None:
+        z = {t: v.cpu() for t, v in model(graph.to(device)).items()}
+        return z if nodes is None else {t: z[t][ids] for t, ids in nodes.items()}
+    sampler = make_neighbor_sampler(graph, neighbours(graph, config), seed=config.seed)
+    if nodes is None:
+        nodes = {
+            t: torch.arange(graph[t].num_nodes) for t in graph.node_types if graph[t].num_nodes
+        }
     out: dict[str, torch.Tensor] = {}
-    for node_type in graph.node_types:
-        n = graph[node_type].num_nodes
-        if not n:
-            continue
-        parts = []
+    for node_type, ids in nodes.items():
         loader = NodeLoader(
-            graph, node_sampler=sampler, input_nodes=node_type, batch_size=config.batch_size
+            graph,
+            node_sampler=sampler,
+            input_nodes=(node_type, ids),
+            batch_size=config.batch_size or INFERENCE_BATCH,
         )
-        for batch in loader:
-            z = model(batch.to(device))[node_type]
-            parts.append(z[: batch[node_type].batch_size].cpu())
-        out[node_type] = torch.cat(parts)
+        parts = [
+            model(batch.to(device))[node_type][: batch[node_type].batch_size].cpu()
+            for batch in loader
+        ]
+        out[node_type] = torch.cat(parts) if parts else torch.empty(0, model.embedding_dim)
     return out
 
 
@@ -334,14 +546,41 @@ def validation_mrr(
     graph: HeteroData,
     device: torch.device,
     config: TrainConfig | None = None,
+    stage: str = "val",
 ) -> float:
-    """Mean MRR over the target edge types of the validation edges against their candidates."""
-    z = embed(model, graph, device, config)
+    """Mean MRR over the target edge types of the validation (or ``stage="test"``) edges
+    against their candidates, ranked in ``graph``. In mini-batch mode (``config`` given) only
+    the nodes those edges and candidates name are embedded, not the whole graph."""
+    held_out = split.val if stage == "val" else split.test
+    if config is None:
+        z = embed(model, graph, device)
+    else:
+        nodes = _held_out_nodes(held_out)
+        z = embed(model, graph, device, config, nodes)
+        held_out = {et: _renumbered(held, et, nodes) for et, held in held_out.items()}
     scores = [
         ranking_metrics(*candidate_scores(model, z, edge_type, held))["mrr"]
-        for edge_type, held in split.val.items()
+        for edge_type, held in held_out.items()
     ]
     return float(np.mean(scores))
+
+
+def _held_out_nodes(held_out: dict[EdgeType, HeldOut]) -> dict[str, torch.Tensor]:
+    """Per node type, the sorted ids of the nodes ``held_out``'s edges and candidates name."""
+    found: dict[str, list[torch.Tensor]] = {}
+    for (src, _, dst), held in held_out.items():
+        found.setdefault(src, []).append(held.edge_index[0])
+        found.setdefault(dst, []).extend([held.edge_index[1], held.negatives.reshape(-1)])
+    return {t: torch.unique(torch.cat(ids)) for t, ids in found.items()}
+
+
+def _renumbered(held: HeldOut, edge_type: EdgeType, nodes: dict[str, torch.Tensor]) -> HeldOut:
+    """``held`` with its node ids replaced by their positions in ``nodes``."""
+    src, dst = nodes[edge_type[0]], nodes[edge_type[2]]
+    edge_index = torch.stack(
+        [torch.searchsorted(src, held.edge_index[0]), torch.searchsorted(dst, held.edge_index[1])]
+    )
+    return HeldOut(edge_index, torch.searchsorted(dst, held.negatives), held.hard)
 
 
 @torch.no_grad()

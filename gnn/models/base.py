@@ -164,6 +164,13 @@ def isolated_view(
     return view
 
 
+def rows(x: Tensor, index: Tensor) -> Tensor:
+    """``x[index]`` for an index of any shape, by ``index_select``: its backward adds the
+    gradients with ``index_add_``, several times faster on the CPU than the accumulating
+    ``index_put_`` behind ``x[index]``."""
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
+
+
 class EmbeddingModel(torch.nn.Module):
     """Embed every node of a heterogeneous multimodal graph and score candidate links.
 
@@ -254,7 +261,9 @@ class EmbeddingModel(torch.nn.Module):
         ``z[dst]``) of ``edge_type``; shape ``(num_links,)``."""
         edge_type = tuple(edge_type)
         return self.decoder(
-            z[edge_type[0]][edge_label_index[0]], z[edge_type[2]][edge_label_index[1]], edge_type
+            rows(z[edge_type[0]], edge_label_index[0]),
+            rows(z[edge_type[2]], edge_label_index[1]),
+            edge_type,
         )
 
     def candidate_logits(
@@ -265,7 +274,9 @@ class EmbeddingModel(torch.nn.Module):
         ``z[dst type]``; shape ``(groups, g, k)``. One batched product per group, so negatives
         shared by a group cost ``k`` gathered rows instead of ``g * k``."""
         edge_type = tuple(edge_type)
-        return self.decoder.grouped(z[edge_type[0]][src], z[edge_type[2]][dst], edge_type)
+        return self.decoder.grouped(
+            rows(z[edge_type[0]], src), rows(z[edge_type[2]], dst), edge_type
+        )
 
     def auxiliary_loss(self, data: HeteroData, z: Mapping[str, Tensor]) -> Tensor | None:
         """An extra training loss to add to the link loss (already weighted), or ``None``."""

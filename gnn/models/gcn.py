@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import GCNConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from mmgraph.gnn.models.base import (
     EmbeddingModel,
@@ -74,7 +76,11 @@ class GCN(EmbeddingModel):
         )
         self.input = ConcatInput(meta, hidden_channels, normalize=normalize_inputs)
         self.convs = torch.nn.ModuleList(
-            GCNConv(hidden_channels, out_channels if i == num_layers - 1 else hidden_channels)
+            GCNConv(
+                hidden_channels,
+                out_channels if i == num_layers - 1 else hidden_channels,
+                normalize=False,  # normalised once per forward: normalized_adjacency
+            )
             for i in range(num_layers)
         )
         self.skip = FeatureSkip(meta, out_channels) if input_skip and meta.all_modalities else None
@@ -93,10 +99,29 @@ class GCN(EmbeddingModel):
         x_dict = self.input(data, num_nodes)
         x = stack_types(x_dict, self.meta)
         edge_index, slices = homogeneous_edges(data, self.meta, num_nodes, x.device)
+        adjacency = normalized_adjacency(edge_index, x.size(0), x.dtype)
         x = F.dropout(x.relu(), p=self.dropout, training=self.training)
         for i, conv in enumerate(self.convs):
-            x = conv(x, edge_index)
+            x = conv(x, adjacency)
             if i < len(self.convs) - 1:
                 x = F.dropout(x.relu(), p=self.dropout, training=self.training)
         out = split_homogeneous(x, slices)
         return out if self.skip is None else self.skip.add_to(out, data, num_nodes)
+
+
+def normalized_adjacency(edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> Tensor:
+    r""":math:`\hat{\mathbf{D}}^{-1/2} \hat{\mathbf{A}} \hat{\mathbf{D}}^{-1/2}` (PyG's
+    ``gcn_norm``) as a sparse CSR matrix with a row per destination: each layer then aggregates
+    with one sparse-dense product instead of a message tensor per edge, and the normalisation is
+    computed once for all layers. Repeated edges stay repeated (the product adds them up, as
+    messages would be)."""
+    edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True, dtype=dtype)
+    src, dst = edge_index
+    order = torch.sort(dst * num_nodes + src).indices
+    crow = torch.zeros(num_nodes + 1, dtype=torch.long, device=dst.device)
+    torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=crow[1:])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
+        return torch.sparse_csr_tensor(
+            crow, src[order], weight[order], (num_nodes, num_nodes), check_invariants=False
+        )

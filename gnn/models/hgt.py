@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import HGTConv
 
+from mmgraph.gnn.models.attention import ChunkedHGTConv
 from mmgraph.gnn.models.base import EmbeddingModel, GraphMeta, ModelConfigError, num_nodes_dict
 from mmgraph.gnn.models.decoder import DistMultDecoder
 from mmgraph.gnn.models.inputs import FeatureSkip, ModalityInput
@@ -79,7 +79,7 @@ class HGT(EmbeddingModel):
         self.input = ModalityInput(meta, hidden_channels)
         metadata = (list(meta.node_types), list(meta.edge_types))
         self.convs = torch.nn.ModuleList(
-            HGTConv(hidden_channels, hidden_channels, metadata, heads=heads)
+            ChunkedHGTConv(hidden_channels, hidden_channels, metadata, heads=heads)
             for _ in range(num_layers)
         )
         self.outs = torch.nn.ModuleDict(

@@ -204,16 +204,28 @@ class ConcatInput(torch.nn.Module):
             if t in self.fallback:
                 out[t] = self.fallback[t].unsqueeze(0).expand(num_nodes[t], -1)
                 continue
+            # The map of the concatenation, as a sum of maps of each modality through its
+            # columns of the weight: no concatenated (or normalised, or masked) copy of the
+            # features, which at a million nodes is gigabytes.
             lin = self.lins[t]
-            parts, masks = [], []
+            h, masks, column = lin.bias, [], 0
             for m, dim in self.meta.modalities[t].items():
                 x, mask = read_modality(data, t, m, dim, num_nodes[t], lin.weight)
-                if self.normalize:
-                    x = F.normalize(x, dim=-1)
-                parts.append(x * mask.unsqueeze(-1).to(x.dtype))
-                masks.append(mask.to(x.dtype).unsqueeze(-1))
-            out[t] = lin(torch.cat(parts + masks, dim=-1))
+                scale = _row_scale(x, mask, self.normalize)
+                h = h + F.linear(x, lin.weight[:, column : column + dim]) * scale
+                masks.append(mask.to(x.dtype))
+                column += dim
+            out[t] = h + F.linear(torch.stack(masks, dim=1), lin.weight[:, column:])
         return out
+
+
+def _row_scale(x: Tensor, mask: Tensor, normalize: bool) -> Tensor:
+    """``(n, 1)``: the mask, divided by each row's norm when ``normalize`` (a linear map of
+    ``x * scale`` is the map of ``x`` times ``scale``; ``F.normalize``'s floor on the norm)."""
+    scale = mask.to(x.dtype).unsqueeze(-1)
+    if normalize:
+        scale = scale / x.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return scale
 
 
 class FeatureSkip(torch.nn.Module):
@@ -266,7 +278,7 @@ class FeatureSkip(torch.nn.Module):
             out[t] = {}
             for m, dim in self.meta.modalities[t].items():
                 x, mask = read_modality(data, t, m, dim, num_nodes[t], ref)
-                s = self.lins[m](F.normalize(x, dim=-1)) * mask.unsqueeze(-1).to(ref.dtype)
+                s = self.lins[m](x) * _row_scale(x, mask, normalize=True)
                 out[t][m] = (s, mask)
         return out
 

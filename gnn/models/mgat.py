@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import GATConv, GATv2Conv
 
 from mmgraph.gnn.models.alignment import info_nce, paired_rows
+from mmgraph.gnn.models.attention import ChunkedGATConv, ChunkedGATv2Conv, DstSorted
 from mmgraph.gnn.models.base import (
     EmbeddingModel,
     GraphMeta,
@@ -24,7 +24,7 @@ from mmgraph.gnn.models.base import (
 from mmgraph.gnn.models.decoder import DistMultDecoder
 from mmgraph.gnn.models.inputs import FeatureSkip, ModalityInput
 
-ATTENTIONS = {"gat": GATConv, "gatv2": GATv2Conv}
+ATTENTIONS = {"gat": ChunkedGATConv, "gatv2": ChunkedGATv2Conv}
 
 
 class MGAT(EmbeddingModel):
@@ -168,10 +168,10 @@ class MGAT(EmbeddingModel):
             self.skip.reset_parameters()
         self.decoder.reset_parameters()
 
-    def _run_branch(self, branch: torch.nn.ModuleList, x: Tensor, edge_index: Tensor) -> Tensor:
+    def _run_branch(self, branch: torch.nn.ModuleList, x: Tensor, edges: DstSorted) -> Tensor:
         x = F.dropout(x.relu(), p=self.dropout, training=self.training)
         for i, conv in enumerate(branch):
-            x = conv(x, edge_index)
+            x = conv(x, edges)
             if i < len(branch) - 1:
                 x = F.dropout(x.relu(), p=self.dropout, training=self.training)
         return x
@@ -201,13 +201,14 @@ class MGAT(EmbeddingModel):
         ref = self.gate_query
         edge_index, slices = homogeneous_edges(data, self.meta, num_nodes, ref.device)
         total = sum(num_nodes.values())
+        edges = DstSorted.with_self_loops(edge_index, total)
         outputs, masks = [], []
         for m in self.modalities:
             x, mask = self._modality_rows(projected, num_nodes, m)
             masks.append(mask)
             present_somewhere = bool(mask.any())
             outputs.append(
-                self._run_branch(self.branches[m], x, edge_index) if present_somewhere else None
+                self._run_branch(self.branches[m], x, edges) if present_somewhere else None
             )
         mask = (
             torch.stack(masks, dim=1)
@@ -229,7 +230,7 @@ class MGAT(EmbeddingModel):
         none = ~mask.any(dim=1)
         if bool(none.any()):
             fused = stack_types(self.input.fuse(projected, num_nodes), self.meta)
-            fallback = self._run_branch(self.fallback_branch, fused, edge_index)
+            fallback = self._run_branch(self.fallback_branch, fused, edges)
             z = torch.where(none.unsqueeze(-1), fallback, z)
         if self.skip is not None:
             z = z + stack_types(self.skip(data, num_nodes), self.meta)

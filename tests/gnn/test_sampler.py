@@ -17,6 +17,7 @@ from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.gnn.sampler import (
     SamplerArgumentError,
     TorchNeighborSampler,
+    degree_capped,
     make_neighbor_sampler,
 )
 
@@ -306,3 +307,44 @@ def test_native_sampler_chosen_when_available(monkeypatch):
     )
     monkeypatch.setattr(torch_geometric.typing, "WITH_PYG_LIB", True)
     assert isinstance(make_neighbor_sampler(data, [2]), NeighborSampler)
+
+
+def test_fanouts_hold_on_a_hub_node():
+    """A paper cited by 300 papers and written by 200 authors, sampled with small fanouts per
+    edge type and hop: the hub takes exactly its fanout of each type, and the whole sample stays
+    within what the fanouts allow, however many neighbours the hub has."""
+    data = HeteroData()
+    data["Paper"].num_nodes = 400
+    data["Author"].num_nodes = 250
+    writes = torch.stack([torch.arange(250), torch.zeros(250, dtype=torch.long)])
+    writes = torch.cat([writes, torch.stack([torch.arange(250), torch.arange(250) % 400])], 1)
+    data[WRITES].edge_index = writes
+    data[REV_WRITES].edge_index = writes.flip(0)
+    data[CITES].edge_index = torch.stack([torch.arange(1, 301), torch.zeros(300, dtype=torch.long)])
+    fanouts = {WRITES: [4, 2], REV_WRITES: [1, 1], CITES: [3, 2]}
+    out = sample(TorchNeighborSampler(data, fanouts, seed=0), "Paper", [0])
+    assert_real_edges(data, out)
+    for edge_type in (WRITES, CITES):
+        hop1 = out.num_sampled_edges[edge_type][0]
+        assert hop1 == fanouts[edge_type][0]  # into the hub: its fanout, not its 200-300 edges
+    # One paper, then at most 4 authors + 3 papers, then at most 2 per type into each of them.
+    assert sum(out.num_sampled_nodes["Paper"]) + sum(out.num_sampled_nodes["Author"]) <= (
+        1 + (4 + 3) + (4 * 1 + 3 * (2 + 2))
+    )
+
+
+def test_degree_capped_fanouts_follow_the_typical_degree():
+    """Papers cite 2 others each, but paper 0 is cited by 300: ``cites`` is capped at the
+    typical in-degree (2), ``writes`` (in-degree 4 everywhere) at the asked 3, ``-1`` kept."""
+    data = HeteroData()
+    data["Paper"].num_nodes = 400
+    data["Author"].num_nodes = 100
+    cites = torch.stack([torch.arange(1, 301), torch.zeros(300, dtype=torch.long)])
+    pairs = torch.stack([torch.arange(1, 399), torch.arange(2, 400)])
+    data[CITES].edge_index = torch.cat([cites, pairs, pairs.flip(0)[:, 1:]], dim=1)
+    writes = torch.stack([torch.arange(400) % 100, torch.arange(400)]).repeat(1, 4)
+    data[WRITES].edge_index = writes
+    data[REV_WRITES].edge_index = writes.flip(0)
+    capped = degree_capped(data, [3, -1])
+    assert capped[CITES] == [2, -1]
+    assert capped[WRITES] == [3, -1]

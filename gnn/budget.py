@@ -1,0 +1,204 @@
+"""How much memory a full-batch training step takes, estimated before running one, and the
+choice it drives: full-batch when that fits the memory budget, else mini-batches of a size that
+does (``MMGRAPH_TRAIN_MEMORY``, :attr:`mmgraph.core.config.Settings.train_memory`).
+
+The estimate measures rather than models: the training step (forward pass and loss) runs on two
+small stand-ins of the epoch's graph, the same schema and features with every node and edge
+count scaled by ``p`` and ``2p`` (random edges: the memory of a step depends on the sizes, not
+on who links to whom), while a saved-tensor hook adds up the activations autograd keeps for the
+backward pass. The line through the two is extrapolated to the whole graph, and the peak is
+taken as the tensors resident anyway (features, edges), the epoch's copies of the edges, and
+the activations with :data:`BACKWARD_FACTOR` for the gradients and temporaries of the backward
+pass. Any model is estimated the same way, with its own options.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from mmgraph.gnn.split import EdgeType, LinkSplit
+
+# Peak of a step over the activations autograd keeps (gradients of activations, temporaries).
+BACKWARD_FACTOR = 1.6
+# Bytes per message-passing edge per epoch outside the model: the epoch's edge indices, their
+# reverses, the homogeneous copy and the sorted or compressed copies the layers build.
+EDGE_OVERHEAD = 96
+# The larger stand-in has at most this many nodes (the smaller half as many).
+PROBE_NODES = 20_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Full-batch or mini-batches, and why: the estimated full-batch peak against the budget
+    (bytes), and for mini-batches the batch size and its estimated peak."""
+
+    mode: str
+    budget: int
+    full_batch_bytes: int
+    batch_size: int | None = None
+    batch_bytes: int | None = None
+
+
+Step = Callable[[HeteroData, dict[EdgeType, Tensor]], Tensor]
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Bytes autograd keeps for a step on the epoch's graph scaled by ``s`` (nodes and edges
+    alike): ``intercept + slope * s``, measured on two stand-ins (see the module)."""
+
+    intercept: float
+    slope: float
+
+    @classmethod
+    def measure(
+        cls, split: LinkSplit, graph: HeteroData, step: Step, parameters: Iterable[Tensor]
+    ) -> Activations:
+        nodes = sum(int(graph[t].num_nodes or 0) for t in graph.node_types)
+        probe = min(0.5, PROBE_NODES / max(nodes, 1))
+        excluded = [*parameters, *_tensors(graph)]
+        small, large = (_saved_bytes(split, graph, step, f, excluded) for f in (probe / 2, probe))
+        slope = max(large - small, 0) / (probe / 2)
+        return cls(max(small - slope * probe / 2, 0.0), slope)
+
+    def peak(self, scale: float) -> int:
+        """Peak bytes of the step at ``scale``, with :data:`BACKWARD_FACTOR`."""
+        return int(BACKWARD_FACTOR * (self.intercept + self.slope * scale))
+
+
+def full_batch_bytes(split: LinkSplit, graph: HeteroData, activations: Activations) -> int:
+    """The estimated peak of a full-batch step on ``graph``: what stays in memory whatever the
+    mode, and the step's activations at full scale."""
+    return epoch_bytes(split, graph) + activations.peak(1.0)
+
+
+def epoch_bytes(split: LinkSplit, graph: HeteroData) -> int:
+    """Bytes held whatever the mode: the split's tensors and the epoch's copies of its edges."""
+    edges = sum(graph[et].edge_index.size(1) for et in graph.edge_types)
+    return resident_bytes(split) + EDGE_OVERHEAD * edges
+
+
+def plan(
+    split: LinkSplit,
+    graph: HeteroData,
+    activations: Activations,
+    budget: int,
+    batch_scale: Callable[[int], float],
+    batch_sizes: Sequence[int],
+) -> Plan:
+    """Full-batch when its estimated peak fits ``budget``; else the largest of
+    ``batch_sizes`` (ascending) whose batches fit, ``batch_scale(size)`` being the share of the
+    graph one batch's sampled neighbourhood covers (the smallest size when none fits)."""
+    fixed = epoch_bytes(split, graph)
+    features = sum(_nbytes(v) for t in graph.node_types for v in graph[t].values())
+    full = full_batch_bytes(split, graph, activations)
+    if full <= budget:
+        return Plan("full", budget, full)
+    chosen, chosen_bytes = batch_sizes[0], None
+    for size in batch_sizes:
+        scale = batch_scale(size)
+        need = fixed + activations.peak(scale) + int(scale * features)  # the batch's copies
+        if chosen_bytes is not None and need > budget:
+            break
+        chosen, chosen_bytes = size, need
+        if need > budget or scale >= 0.5:  # beyond, batches are the whole graph again
+            break
+    return Plan("mini", budget, full, chosen, chosen_bytes)
+
+
+def resident_bytes(split: LinkSplit) -> int:
+    """Bytes of the split's tensors: features, masks, edges, held-out candidates."""
+    total = sum(_nbytes(v) for store in split.base.stores for v in store.values())
+    total += sum(_nbytes(e) for e in split.train_edges.values())
+    for held in (*split.val.values(), *split.test.values()):
+        total += _nbytes(held.edge_index) + _nbytes(held.negatives)
+    return total
+
+
+def _nbytes(value: object) -> int:
+    return value.numel() * value.element_size() if isinstance(value, Tensor) else 0
+
+
+def _saved_bytes(
+    split: LinkSplit, graph: HeteroData, step: Step, fraction: float, excluded: list[Tensor]
+) -> int:
+    """Bytes of the distinct storages autograd saves during ``step`` on a stand-in of
+    ``graph`` at ``fraction`` of its size, ``excluded`` tensors' storages not counted."""
+    generator = torch.Generator().manual_seed(0)
+    stand_in = _stand_in(graph, fraction, generator)
+    supervision = {
+        et: _random_edges(
+            math.ceil(fraction * e.size(1) * split.config.supervision_ratio),
+            stand_in[et[0]].num_nodes,
+            stand_in[et[2]].num_nodes,
+            generator,
+        )
+        for et, e in split.train_edges.items()
+    }
+    seen = {_storage(t) for t in excluded}
+    total = 0
+
+    def pack(tensor: Tensor) -> Tensor:
+        nonlocal total
+        for part in _parts(tensor):
+            if _storage(part) not in seen:
+                seen.add(_storage(part))
+                total += part.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step(stand_in, supervision)
+    return total
+
+
+def _stand_in(graph: HeteroData, fraction: float, generator: torch.Generator) -> HeteroData:
+    """``graph``'s schema with ``fraction`` of each type's nodes (their feature rows are
+    views) and of each edge type's edges, drawn at random among them."""
+    out = copy.copy(graph)
+    counts = {}
+    for node_type in graph.node_types:
+        n = int(graph[node_type].num_nodes or 0)
+        counts[node_type] = max(1, math.ceil(fraction * n)) if n else 0
+        for key, value in graph[node_type].items():
+            if isinstance(value, Tensor) and value.dim() > 0 and value.size(0) == n:
+                out[node_type][key] = value[: counts[node_type]]
+        out[node_type].num_nodes = counts[node_type]
+    for src, rel, dst in graph.edge_types:
+        m = math.ceil(fraction * graph[src, rel, dst].edge_index.size(1))
+        out[src, rel, dst].edge_index = _random_edges(m, counts[src], counts[dst], generator)
+    return out
+
+
+def _random_edges(m: int, n_src: int, n_dst: int, generator: torch.Generator) -> Tensor:
+    if not n_src or not n_dst:
+        return torch.empty(2, 0, dtype=torch.long)
+    return torch.stack(
+        [
+            torch.randint(0, n_src, (m,), generator=generator),
+            torch.randint(0, n_dst, (m,), generator=generator),
+        ]
+    )
+
+
+def _tensors(graph: HeteroData) -> list[Tensor]:
+    return [v for store in graph.stores for v in store.values() if isinstance(v, Tensor)]
+
+
+def _parts(tensor: Tensor) -> list[Tensor]:
+    """A tensor's dense storages (a sparse tensor's index and value arrays)."""
+    if tensor.layout == torch.sparse_csr:
+        return [tensor.crow_indices(), tensor.col_indices(), tensor.values()]
+    if tensor.is_sparse:
+        return [tensor._indices(), tensor._values()]
+    return [tensor]
+
+
+def _storage(tensor: Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()

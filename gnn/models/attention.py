@@ -1,0 +1,256 @@
+"""Graph attention in chunks of destinations, so no per-edge tensor of the whole graph is kept.
+
+PyG's attention layers (:class:`~torch_geometric.nn.conv.GATConv`,
+:class:`~torch_geometric.nn.conv.GATv2Conv`, :class:`~torch_geometric.nn.conv.HGTConv`) build
+tensors of ``heads x channels`` per edge (gathered keys, queries, messages) for every edge at
+once and keep several for the backward pass: gigabytes at two million edges. A softmax over a
+destination's incoming edges involves no other destination, so :func:`attend` takes the edges
+sorted by destination (:class:`DstSorted`), cuts them into chunks of whole destinations of about
+:data:`CHUNK_EDGES` edges, and runs each chunk under activation checkpointing: only the chunk's
+inputs are kept, and its per-edge tensors are rebuilt one chunk at a time during the backward
+pass. The subclasses below are the PyG layers with the same parameters (and state dicts)
+whose aggregation goes through :func:`attend`: the same values, memory bounded by one chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+from torch_geometric.nn import GATConv, GATv2Conv, HGTConv
+from torch_geometric.utils import add_self_loops, remove_self_loops, scatter, softmax
+from torch_geometric.utils.hetero import construct_bipartite_edge_index
+
+from mmgraph.gnn.models.base import rows
+
+# Edges per chunk: each chunk's per-edge tensors are about 0.5 KB per edge at 128 channels.
+CHUNK_EDGES = 1 << 17
+
+
+@dataclass(frozen=True)
+class DstSorted:
+    """Edges sorted by destination: ``src``/``dst`` in that order, ``ptr[d]:ptr[d + 1]`` the
+    edges into ``d``, ``perm`` the original position of each."""
+
+    src: Tensor
+    dst: Tensor
+    ptr: Tensor
+    perm: Tensor
+    num_dst: int
+
+    @classmethod
+    def build(cls, edge_index: Tensor, num_dst: int) -> DstSorted:
+        dst, perm = torch.sort(edge_index[1], stable=True)
+        counts = torch.bincount(dst, minlength=num_dst)
+        ptr = torch.zeros(num_dst + 1, dtype=torch.long, device=dst.device)
+        torch.cumsum(counts, 0, out=ptr[1:])
+        return cls(edge_index[0].index_select(0, perm), dst, ptr, perm, num_dst)
+
+    @classmethod
+    def with_self_loops(cls, edge_index: Tensor, num_nodes: int) -> DstSorted:
+        """``edge_index`` with exactly one self-loop per node (what GAT layers add)."""
+        edge_index, _ = remove_self_loops(edge_index)
+        edge_index, _ = add_self_loops(edge_index, num_nodes=num_nodes)
+        return cls.build(edge_index, num_nodes)
+
+    def chunks(self, chunk_edges: int) -> list[tuple[int, int]]:
+        """Destination ranges ``[d0, d1)`` covering every destination, each with about
+        ``chunk_edges`` edges (more when one destination alone has more)."""
+        marks = list(range(chunk_edges, self.dst.numel(), chunk_edges))
+        cuts = torch.searchsorted(self.ptr, torch.tensor(marks, device=self.ptr.device)).tolist()
+        bounds = sorted({0, *cuts, self.num_dst})
+        return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+Score = Callable[..., Tensor]
+
+
+def attend(
+    edges: DstSorted,
+    score: Score,
+    value: Tensor,
+    dst_side: Sequence[Tensor] = (),
+    dropout: float = 0.0,
+    training: bool = False,
+    chunk_edges: int | None = None,
+) -> Tensor:
+    r"""Softmax attention over each destination's incoming edges:
+
+    .. math::
+        \mathbf{o}_d = \sum_{e = (s, d)} \mathrm{softmax}_d(\mathrm{score}(e)) \, \mathbf{v}_s
+
+    Args:
+        edges: the edges, sorted by destination.
+        score: ``score(part, dst, *rows)``, the logits ``(E_c, heads)`` of the edges in
+            ``part`` (a slice of the sorted order), given their destinations ``dst`` counted
+            from the chunk's first destination and the chunk's rows of each ``dst_side``
+            tensor (so each chunk reads its own destinations' rows, and their gradients are
+            put together once instead of once per chunk).
+        value: ``(num_src, heads, channels)``, gathered by each edge's source.
+        dst_side: per-destination tensors ``score`` reads (queries, ...).
+        dropout: dropout on the attention weights (in training).
+        chunk_edges: edges per chunk (see the module); default :data:`CHUNK_EDGES`.
+
+    Returns:
+        ``(num_dst, heads, channels)``.
+    """
+    heads, channels = value.shape[1:]
+
+    def chunk(d0: int, d1: int, value: Tensor, *dst_rows: Tensor) -> Tensor:
+        part = slice(int(edges.ptr[d0]), int(edges.ptr[d1]))
+        index = edges.dst[part] - d0
+        alpha = softmax(score(part, index, *dst_rows), index, num_nodes=d1 - d0)
+        alpha = F.dropout(alpha, p=dropout, training=training)
+        message = rows(value, edges.src[part]) * alpha.unsqueeze(-1)
+        return scatter(message, index, dim=0, dim_size=d1 - d0, reduce="sum")
+
+    ranges = edges.chunks(chunk_edges or CHUNK_EDGES)
+    if not ranges:
+        return value.new_zeros(edges.num_dst, heads, channels)
+    sizes = [d1 - d0 for d0, d1 in ranges]
+    pieces = list(zip(*(t.split(sizes) for t in dst_side), strict=True)) or [()] * len(ranges)
+    if len(ranges) == 1 or not torch.is_grad_enabled():
+        return torch.cat(
+            [chunk(d0, d1, value, *p) for (d0, d1), p in zip(ranges, pieces, strict=True)]
+        )
+    return torch.cat(
+        [
+            checkpoint(chunk, d0, d1, value, *p, use_reentrant=False)
+            for (d0, d1), p in zip(ranges, pieces, strict=True)
+        ]
+    )
+
+
+class ChunkedGATConv(GATConv):
+    """:class:`~torch_geometric.nn.conv.GATConv` on one node set whose attention runs through
+    :func:`attend`; takes the edges already sorted, self-loops included
+    (:meth:`DstSorted.with_self_loops`)."""
+
+    def forward(self, x: Tensor, edges: DstSorted) -> Tensor:  # type: ignore[override]
+        H, C = self.heads, self.out_channels
+        if self.lin is not None:
+            x_src = x_dst = self.lin(x).view(-1, H, C)
+        else:
+            x_src = self.lin_src(x).view(-1, H, C)
+            x_dst = self.lin_dst(x).view(-1, H, C)
+        a_src = (x_src * self.att_src).sum(dim=-1)
+        a_dst = (x_dst * self.att_dst).sum(dim=-1)
+
+        def score(part: slice, dst: Tensor, a_dst: Tensor) -> Tensor:
+            logits = rows(a_src, edges.src[part]) + rows(a_dst, dst)
+            return F.leaky_relu(logits, self.negative_slope)
+
+        out = attend(edges, score, x_src, (a_dst,), self.dropout, self.training)
+        return _finish(self, out, x)
+
+
+class ChunkedGATv2Conv(GATv2Conv):
+    """:class:`~torch_geometric.nn.conv.GATv2Conv` on one node set whose attention runs
+    through :func:`attend`; takes the edges already sorted, self-loops included
+    (:meth:`DstSorted.with_self_loops`)."""
+
+    def forward(self, x: Tensor, edges: DstSorted) -> Tensor:  # type: ignore[override]
+        H, C = self.heads, self.out_channels
+        x_l = self.lin_l(x).view(-1, H, C)
+        x_r = x_l if self.share_weights else self.lin_r(x).view(-1, H, C)
+
+        def score(part: slice, dst: Tensor, x_r: Tensor) -> Tensor:
+            joint = F.leaky_relu(rows(x_l, edges.src[part]) + rows(x_r, dst), self.negative_slope)
+            return (joint * self.att).sum(dim=-1)
+
+        out = attend(edges, score, x_l, (x_r,), self.dropout, self.training)
+        return _finish(self, out, x)
+
+
+def _finish(conv: GATConv | GATv2Conv, out: Tensor, x: Tensor) -> Tensor:
+    """Heads concatenated or averaged, then the residual and the bias, as the PyG layers do."""
+    out = out.reshape(out.size(0), -1) if conv.concat else out.mean(dim=1)
+    if conv.res is not None:
+        out = out + conv.res(x)
+    if conv.bias is not None:
+        out = out + conv.bias
+    return out
+
+
+class ChunkedHGTConv(HGTConv):
+    """:class:`~torch_geometric.nn.conv.HGTConv` whose attention over the edges of all types
+    runs through :func:`attend`."""
+
+    def forward(  # type: ignore[override]
+        self, x_dict: dict[str, Tensor], edge_index_dict: dict[tuple[str, str, str], Tensor]
+    ) -> dict[str, Tensor | None]:
+        F_out, H = self.out_channels, self.heads
+        D = F_out // H
+        k_dict, q_dict, v_dict = {}, {}, {}
+        for node_type, x in x_dict.items():
+            # kqv_lin's map in three (weight rows): no slices of its output to back-propagate
+            lin = self.kqv_lin.lins[node_type]
+            k, q, v = (
+                F.linear(
+                    x,
+                    lin.weight[i * F_out : (i + 1) * F_out],
+                    lin.bias[i * F_out : (i + 1) * F_out],
+                )
+                for i in range(3)
+            )
+            k_dict[node_type], q_dict[node_type] = k.view(-1, H, D), q.view(-1, H, D)
+            v_dict[node_type] = v.view(-1, H, D)
+        q, dst_offset = self._cat(q_dict)
+        k, v, src_offset = self._relation_keys_values(k_dict, v_dict, edge_index_dict)
+        edge_index, _ = construct_bipartite_edge_index(
+            edge_index_dict, src_offset, dst_offset, num_nodes=k.size(0)
+        )
+        edges = DstSorted.build(edge_index, q.size(0))
+        # Each edge's relation prior p_rel, read through its type's index (not a tensor per edge).
+        prior = torch.cat([self.p_rel["__".join(et)] for et in edge_index_dict]) / math.sqrt(D)
+        kinds = torch.cat(
+            [
+                torch.full((ei.size(1),), i, device=q.device)
+                for i, ei in enumerate(edge_index_dict.values())
+            ]
+        ).index_select(0, edges.perm)
+
+        def score(part: slice, dst: Tensor, q: Tensor) -> Tensor:
+            dot = (rows(q, dst) * rows(k, edges.src[part])).sum(dim=-1)
+            return dot * rows(prior, kinds[part])
+
+        out = attend(edges, score, v, (q,)).view(-1, F_out)
+        out_dict: dict[str, Tensor | None] = {}
+        for node_type, start in dst_offset.items():
+            if node_type in self.dst_node_types:
+                out_dict[node_type] = out[start : start + q_dict[node_type].size(0)]
+        a_dict = self.out_lin({t: F.gelu(h) for t, h in out_dict.items()})
+        for node_type in out_dict:
+            h = a_dict[node_type]
+            if h.size(-1) == x_dict[node_type].size(-1):
+                alpha = self.skip[node_type].sigmoid()
+                h = alpha * h + (1 - alpha) * x_dict[node_type]
+            out_dict[node_type] = h
+        return out_dict
+
+    def _relation_keys_values(
+        self,
+        k_dict: dict[str, Tensor],
+        v_dict: dict[str, Tensor],
+        edge_index_dict: dict[tuple[str, str, str], Tensor],
+    ) -> tuple[Tensor, Tensor, dict[tuple[str, str, str], int]]:
+        """Each edge type's keys and values of its source nodes through its own per-head
+        relation maps (``k_rel``, ``v_rel``; PyG's ``_construct_src_node_feat``), stacked by
+        edge type, and each type's first row: one batched product per edge type and head
+        instead of sorted copies of every key and value."""
+        T = len(self.edge_types)
+        keys, values, offset, start = [], [], {}, 0
+        for edge_type in edge_index_dict:
+            i = self.edge_types_map[edge_type]
+            src = edge_type[0]
+            # weight[h * T + i] maps head h of this edge type (PyG's type_vec order)
+            keys.append(torch.einsum("nhd,hde->nhe", k_dict[src], self.k_rel.weight[i::T]))
+            values.append(torch.einsum("nhd,hde->nhe", v_dict[src], self.v_rel.weight[i::T]))
+            offset[edge_type] = start
+            start += k_dict[src].size(0)
+        return torch.cat(keys), torch.cat(values), offset

@@ -1,0 +1,56 @@
+"""The memory budget decides between full-batch and mini-batches, from an estimate that grows
+with the graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmgraph.gnn.budget import Activations, epoch_bytes
+from mmgraph.gnn.models import MODELS, GraphMeta
+from mmgraph.gnn.split import SplitConfig, split_graph
+from mmgraph.gnn.train import Objective, TrainConfig, train_model
+
+from .test_experiment import _community_graph
+
+
+@pytest.fixture(scope="module")
+def split():
+    data, _ = _community_graph()
+    return split_graph(data, SplitConfig(label_relation="IN_GROUP", num_negatives=20))
+
+
+def _model(split, name: str = "gcn"):
+    meta = GraphMeta.from_data(split.graph("val"))
+    return MODELS[name](meta, split.target_edge_types, hidden_channels=16, out_channels=16)
+
+
+@pytest.mark.parametrize(("budget", "mode"), [(10**11, "full"), (10_000, "mini")])
+def test_the_budget_decides_the_mode(split, budget: int, mode: str) -> None:
+    config = TrainConfig(epochs=12, patience=12, memory_budget=budget, num_neighbors=(5, 5))
+    result = train_model(_model(split), split, config)
+    assert result.mode == mode
+    assert result.memory_budget == budget
+    assert (result.batch_size is None) == (mode == "full")
+    assert result.full_batch_bytes > 10_000
+    # 20 candidates per edge: random ranking gives an MRR of about 0.18.
+    assert result.best_val_mrr > 0.3, result.history
+
+
+def test_the_budget_comes_from_the_environment(split, monkeypatch) -> None:
+    monkeypatch.setenv("MMGRAPH_TRAIN_MEMORY", "10000")
+    result = train_model(_model(split), split, TrainConfig(epochs=1))
+    assert (result.mode, result.memory_budget) == ("mini", 10_000)
+
+
+@pytest.mark.parametrize("name", ["gcn", "mgat", "hgt"])
+def test_the_estimate_grows_with_the_graph(split, name: str) -> None:
+    model = _model(split, name)
+    objective = Objective(model, TrainConfig())
+    graph, _ = split.train_graph(torch.Generator().manual_seed(0))
+    activations = Activations.measure(
+        split, graph, lambda g, sup: objective(g, sup, torch.Generator()), model.parameters()
+    )
+    assert activations.slope > 0
+    assert activations.peak(2.0) > activations.peak(1.0) > activations.peak(0.1)
+    assert epoch_bytes(split, graph) > 0
