@@ -1,7 +1,7 @@
 """Uniform k-hop neighbour sampling for mini-batches, in plain torch behind PyG's ``BaseSampler``.
 
 PyG's own :class:`~torch_geometric.sampler.NeighborSampler` needs ``pyg-lib`` or ``torch-sparse``
-to sample at all, and neither installs here (DESIGN.md §4, §7). :class:`TorchNeighborSampler`
+to sample at all, and neither installs here (docs/design.md §5). :class:`TorchNeighborSampler`
 does the same job with torch tensor ops on a CSC view of each edge type, and returns exactly what
 PyG's sampler returns, so PyG's :class:`~torch_geometric.loader.NodeLoader` and
 :class:`~torch_geometric.loader.LinkLoader` do the batching, negative sampling and feature

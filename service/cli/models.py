@@ -87,6 +87,14 @@ def train_command(
         float | None, typer.Option(help="Stop training after this many seconds.")
     ] = None,
     promote: Annotated[bool, typer.Option(help="Promote the run when it is trained.")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Ranks on this machine training together (torch.distributed: gloo on the CPU, "
+            "NCCL on GPUs); several machines: see `python -m mmgraph.gnn.launch`.",
+        ),
+    ] = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Train one model on the graph in Neo4j (self-supervised link prediction, early stopping
@@ -103,6 +111,7 @@ def train_command(
             config=config,
             promote=promote,
             progress=progress,
+            nproc=nproc,
         )
     if as_json:
         emit_json(outcome.to_json())

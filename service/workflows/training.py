@@ -65,19 +65,30 @@ def train(
     config: TrainConfig,
     promote: bool = False,
     progress: Progress | None = None,
+    nproc: int = 1,
 ) -> TrainOutcome:
     """Train ``model`` on the graph in Neo4j (self-supervised link prediction, early stopping on
-    validation MRR), evaluate it on held-out edges, save it as a run, and promote it if asked."""
+    validation MRR), evaluate it on held-out edges, save it as a run, and promote it if asked.
+    With ``nproc`` above 1, that many ranks on this machine train it together (no per-epoch
+    progress: it cannot cross processes)."""
     with open_store(settings) as store:
         export = export_graph(settings, store)
-        result = run_experiment(
-            model=model,
-            split=split_graph(export.data, split),
-            uids=export.uids,
-            train_config=config,
-            home=settings.home,
-            progress=(lambda epoch, row: progress(model, epoch, row)) if progress else None,
-        )
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "split": split_graph(export.data, split),
+            "uids": export.uids,
+            "train_config": config,
+            "home": settings.home,
+        }
+        if nproc > 1:
+            from mmgraph.gnn.launch import run_experiment_distributed
+
+            result = run_experiment_distributed(nproc=nproc, **kwargs)
+        else:
+            result = run_experiment(
+                **kwargs,
+                progress=(lambda epoch, row: progress(model, epoch, row)) if progress else None,
+            )
         if promote and result.run_id:
             promote_run(settings, store, result.run_id)
     return TrainOutcome(result.run_id, model, result.metrics, result.path, promote)

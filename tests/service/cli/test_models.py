@@ -42,7 +42,9 @@ def test_train_promote_and_query_the_vector_index_in_cypher(
 ) -> None:
     monkeypatch.setenv("MMGRAPH_HOME", str(tmp_path))  # only this test's runs
     _graph(store)
-    trained = runner.invoke(app, ["train", "--model", "early", "--epochs", "3", "--json"])
+    # Two ranks train it together (gloo); rank 0 saves the one run.
+    args = ["train", "--model", "early", "--epochs", "3", "--nproc", "2", "--json"]
+    trained = runner.invoke(app, args)
     assert trained.exit_code == 0, trained.output
     run = json.loads(trained.stdout)
     assert run["model"] == "early" and run["metrics"]["mrr"] > 0
@@ -67,6 +69,11 @@ def test_train_promote_and_query_the_vector_index_in_cypher(
     assert hits[0]["uid"] == "i:0" and hits[0]["score"] > 0.99
     assert len(hits) == 5
     assert json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)["runs"][0]["active"]
+
+
+def test_train_refuses_fewer_than_one_rank(env: Settings) -> None:
+    result = runner.invoke(app, ["train", "--nproc", "0"])
+    assert result.exit_code == 2 and "nproc" in result.output
 
 
 def test_promoting_an_unknown_run_is_not_found(env: Settings) -> None:
@@ -113,8 +120,9 @@ def test_evaluate_all_on_a_text_only_graph_prints_every_row_and_keeps_every_run(
     rows = json.loads(result.stdout)["models"]
     assert list(rows) == [*MODEL_NAMES, "features"]
     refused = {name for name, row in rows.items() if row.get("reason")}
-    assert refused == {"cca"} and "text and image" in rows["cca"]["reason"]
-    assert rows["cca"]["mrr"] is None
+    assert refused == {"cca", "dcca", "adversarial"}
+    assert all("text" in rows[name]["reason"] for name in refused)
+    assert all(rows[name]["mrr"] is None for name in refused)
     assert all(rows[name]["mrr"] > 0 for name in MODEL_NAMES if name not in refused)
     saved = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)["runs"]
     assert sorted(r["model"] for r in saved) == sorted(set(MODEL_NAMES) - refused)
