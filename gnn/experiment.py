@@ -26,7 +26,13 @@ import torch_geometric
 from torch_geometric.data import HeteroData
 
 from mmgraph.core.errors import InvalidArgumentError, MmgraphError
-from mmgraph.gnn.alignment import Alignment, choose_alignment
+from mmgraph.gnn.alignment import (
+    Alignment,
+    choice_nodes,
+    choose_alignment,
+    excluded_pairs,
+    without_choice_nodes,
+)
 from mmgraph.gnn.evaluate import (
     Embedder,
     cosine_score,
@@ -88,13 +94,16 @@ def run_experiment(
     config = train_config or TrainConfig()
     meta = GraphMeta.from_data(split.graph("val"))
     options = {**default_options(model, meta), **(model_options or {})}
+    # Pairs held out to choose the run's alignment: no cross-modal training term sees them.
+    held = choice_nodes(split, config.seed)
     if model in ("cca", "dcca"):
-        fitted = _fit_projection(model, split, config, options)
+        fitted = _fit_projection(model, split, excluded_pairs(split, held), config, options)
     else:
-        fitted = _train(model, meta, split, config, options, progress)
+        trained_on = without_choice_nodes(split, held)
+        fitted = _train(model, meta, trained_on, config, options, progress)
     embedder = fitted.embedder
     embedder.calibration = fit_calibration(embedder, split)
-    fitted.alignment = choose_alignment(split, embedder.embed_one, config.seed)
+    fitted.alignment = choose_alignment(split, embedder.embed_one, held)
     own = replace(embedder)
     if fitted.alignment is not None:
         embedder.embed_one = fitted.alignment.embed_one(embedder.embed_one)
@@ -186,16 +195,20 @@ def _embed_one(
 
 
 def _fit_projection(
-    model: str, split: LinkSplit, config: TrainConfig, options: dict[str, Any]
+    model: str,
+    split: LinkSplit,
+    exclude: dict[str, torch.Tensor],
+    config: TrainConfig,
+    options: dict[str, Any],
 ) -> _Fitted:
     """A projection (closed-form CCA, or deep CCA trained on its own pairs with ``config``),
-    scored by cosine."""
+    fitted on the pairs outside ``exclude`` and scored by cosine."""
     started = time.perf_counter()
     if model == "dcca":
-        cca = DCCAEmbedding(**options).fit(split.base, split.retrieval_nodes, config)
+        cca = DCCAEmbedding(**options).fit(split.base, exclude, config)
         trained = TrainResult(cca.best_epoch, -1.0, cca.history, mode="pairs")
     else:
-        cca = CCAEmbedding(**options).fit(split.base, exclude=split.retrieval_nodes)
+        cca = CCAEmbedding(**options).fit(split.base, exclude=exclude)
         trained = TrainResult(0, -1.0, mode="closed-form")
     trained.seconds = time.perf_counter() - started
     embedder = Embedder(

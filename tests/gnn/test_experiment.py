@@ -14,6 +14,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from mmgraph.gnn import experiment
+from mmgraph.gnn.alignment import choice_nodes, pairs, without_choice_nodes
 from mmgraph.gnn.experiment import (
     MODEL_NAMES,
     compare_models,
@@ -22,6 +23,7 @@ from mmgraph.gnn.experiment import (
 )
 from mmgraph.gnn.fusion.cca_embedding import CCABaselineError
 from mmgraph.gnn.models import ModelConfigError
+from mmgraph.gnn.models.alignment import paired_rows
 from mmgraph.gnn.report import write_report
 from mmgraph.gnn.runs import list_runs, load_run, set_active_run
 from mmgraph.gnn.split import SplitConfig, split_graph
@@ -282,3 +284,18 @@ def test_mgat_keeps_each_nodes_modality_weights(split, tmp_path: Path) -> None:
     assert set(both) == {"image", "text"} and sum(both.values()) == pytest.approx(1.0)
     assert run.modality_weights("Item", 0) == {"image": 0.0, "text": 1.0}  # no image
     assert load_run(tmp_path, result.run_id).modality_weights("Tag", 0) == {"text": 1.0}
+
+
+def test_the_pairs_that_choose_an_alignment_are_never_paired_in_training(split) -> None:
+    split, _ = split
+    held = choice_nodes(split, seed=0)["Item"]
+    assert 0 < held.numel() < pairs(split)["Item"].numel()
+    trained_on = without_choice_nodes(split, {"Item": held})
+    # Every pair a cross-modal term may draw leaves out the choice nodes and the retrieval nodes.
+    drawn = paired_rows(trained_on.base, ["Item"], "text", "image", max_nodes=10_000)[0][1]
+    assert not set(drawn.tolist()) & set(held.tolist())
+    assert not set(drawn.tolist()) & set(split.retrieval_nodes["Item"].tolist())
+    # The split every model is evaluated on is left as it was.
+    assert (
+        int(split.base["Item"].contrastive_exclude.sum()) == split.retrieval_nodes["Item"].numel()
+    )
