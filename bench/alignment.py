@@ -74,11 +74,11 @@ def graph_and_splits(args: argparse.Namespace):  # -> (uids, {seed: LinkSplit})
     from mmgraph.gnn.split import SplitConfig, split_graph
 
     if args.synthetic:
-        from train import split_for, synthetic_graph
+        from train import bench_split, synthetic_graph
 
         data = synthetic_graph(args.synthetic, image=True)
         uids = {t: [f"{t}:{i}" for i in range(data[t].num_nodes)] for t in data.node_types}
-        splits = {seed: split_for(data, args.synthetic, args.synthetic)[0] for seed in args.seeds}
+        splits = {seed: bench_split(data) for seed in args.seeds}
         return uids, splits
 
     from mmgraph.core.config import Settings

@@ -139,7 +139,7 @@ def _saved_bytes(
             stand_in[et[0]].num_nodes,
             stand_in[et[2]].num_nodes,
             generator,
-        )
+        ).to(_device(graph))
         for et, e in split.train_edges.items()
     }
     seen = {_storage(t) for t in excluded}
@@ -172,8 +172,15 @@ def _stand_in(graph: HeteroData, fraction: float, generator: torch.Generator) ->
         out[node_type].num_nodes = counts[node_type]
     for src, rel, dst in graph.edge_types:
         m = math.ceil(fraction * graph[src, rel, dst].edge_index.size(1))
-        out[src, rel, dst].edge_index = _random_edges(m, counts[src], counts[dst], generator)
+        edges = _random_edges(m, counts[src], counts[dst], generator)
+        out[src, rel, dst].edge_index = edges.to(_device(graph))
     return out
+
+
+def _device(graph: HeteroData) -> torch.device:
+    """Where ``graph``'s tensors are (its stand-ins' edges go there too)."""
+    tensors = _tensors(graph)
+    return tensors[0].device if tensors else torch.device("cpu")
 
 
 def _random_edges(m: int, n_src: int, n_dst: int, generator: torch.Generator) -> Tensor:

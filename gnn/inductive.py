@@ -37,7 +37,7 @@ from mmgraph.gnn.runs import ClosedFormNetwork, ModelRun
 from mmgraph.gnn.sampler import make_neighbor_sampler
 from mmgraph.gnn.spaces import FUSED, centered_unit
 from mmgraph.gnn.split import REVERSE_PREFIX, LinkSplit, SplitConfig, with_reverse_edges
-from mmgraph.gnn.train import TrainConfig, embed
+from mmgraph.gnn.train import TrainConfig, embed, neighbours
 
 BATCH = 4096
 DEFAULT_THRESHOLD = DEFAULT_STALENESS_THRESHOLD
@@ -230,7 +230,8 @@ def _message_passing(
         z = embed(model, graph, torch.device("cpu"))
         return {t: z[t][torch.from_numpy(r)].float().numpy() for t, r in rows.items()}
     config = train_config(run)
-    sampler = make_neighbor_sampler(graph, list(config.num_neighbors), seed=config.seed)
+    # Sampled as training sampled: fan-outs per relation, capped at the typical in-degree.
+    sampler = make_neighbor_sampler(graph, neighbours(graph, config), seed=config.seed)
     out = {}
     with torch.no_grad():
         for node_type, node_rows in rows.items():

@@ -267,18 +267,23 @@ class GraphStore:
         with self.session() as session, _refused_writes():
             return session.execute_write(_write_batch, nodes, relationships, run_id)
 
-    def set_vectors(self, modality: str, tag: str, rows: Sequence[tuple[str, Any]]) -> int:
-        """Set ``modality``'s vector (and encoder ``tag``) of stored nodes by uid, in one
-        transaction; a uid not in the graph is skipped. Returns the number of nodes set."""
+    def set_vectors(
+        self, modality: str, node_type: str, tag: str, rows: Sequence[tuple[str, Any]]
+    ) -> int:
+        """Set ``modality``'s vector (and encoder ``tag``) of stored nodes of ``node_type`` by
+        uid, in one transaction; a uid not in the graph, or stored under another type, is
+        skipped. Returns the number of nodes set."""
         vec, enc = vector_property(modality), encoder_property(modality)
         query = (
-            "UNWIND $rows AS row MATCH (n:Entity {uid: row.uid}) "
+            "UNWIND $rows AS row MATCH (n:Entity {uid: row.uid}) WHERE n.type = $type "
             f"SET n.{vec} = row.vec, n.{enc} = $tag RETURN count(n) AS n"
         )
         packed = Rows({"uid": uid, "vec": to_bytes(vector)} for uid, vector in rows)
         with self.session() as session, _refused_writes():
             return session.execute_write(
-                lambda tx: tx.run(query, rows=packed, tag=tag).single(strict=True)["n"]
+                lambda tx: tx.run(query, rows=packed, type=node_type, tag=tag).single(strict=True)[
+                    "n"
+                ]
             )
 
     # -- reads ------------------------------------------------------------------------------

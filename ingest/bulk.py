@@ -222,7 +222,7 @@ class ImportSink:
         for nodes in batched(self.held.later_nodes(), size):
             self.result.nodes_created += store.write_batch(nodes, [], run_id).nodes_created
         for held in self.held.later_vectors(size):
-            store.set_vectors("num", held.tag, held.rows)
+            store.set_vectors("num", held.type, held.tag, held.rows)
         for relationships in batched(self.held.later_relationships(), size):
             written = store.write_batch([], relationships, run_id)
             self.result.relationships_created += written.relationships_created

@@ -325,7 +325,7 @@ class StoreSink:
 
     def _set_vectors(self, held: HeldVectors) -> None:
         t0 = time.perf_counter()
-        self.store.set_vectors("num", held.tag, held.rows)
+        self.store.set_vectors("num", held.type, held.tag, held.rows)
         add_time(self.result.timings, "write_held_vectors", t0)
 
     def _write_relationships(self, rows: list[RelRow]) -> BatchResult:

@@ -62,6 +62,18 @@ def test_nodes_round_trip_with_vectors_and_labels(store: GraphStore) -> None:
     assert sorted(records[0]["labels"]) == ["Entity", "Item"]
 
 
+def test_vectors_set_by_uid_reach_only_nodes_of_their_type(store: GraphStore) -> None:
+    store.write_batch(_nodes(2), [], "run-1")
+    vector = np.ones(3, dtype=np.float32)
+    # A uid stored under another type (an item refused for its type) is left as it is.
+    assert store.set_vectors("num", "Tag", "num@fit", [("item:0", vector)]) == 0
+    assert "num" not in store.get_node("item:0").vectors
+    assert store.set_vectors("num", "Item", "num@fit", [("item:0", vector), ("nope", vector)]) == 1
+    stored, tag = store.get_node("item:0").vectors["num"]
+    np.testing.assert_array_equal(stored, vector)
+    assert tag == "num@fit"
+
+
 def test_upsert_again_creates_nothing_and_updates_properties(store: GraphStore) -> None:
     store.write_batch(_nodes(3), [RelRow("item:0", "item:1", "NEXT", 0.5)], "run-1")
     changed = [NodeRow("item:0", "Item", {"rank": 99})]
