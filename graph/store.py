@@ -279,12 +279,12 @@ class GraphStore:
             f"SET n.{vec} = row.vec, n.{enc} = $tag RETURN count(n) AS n"
         )
         packed = Rows({"uid": uid, "vec": to_bytes(vector)} for uid, vector in rows)
+
+        def write(tx: neo4j.ManagedTransaction) -> int:
+            return tx.run(query, rows=packed, type=node_type, tag=tag).single(strict=True)["n"]
+
         with self.session() as session, _refused_writes():
-            return session.execute_write(
-                lambda tx: tx.run(query, rows=packed, type=node_type, tag=tag).single(strict=True)[
-                    "n"
-                ]
-            )
+            return session.execute_write(write)
 
     # -- reads ------------------------------------------------------------------------------
 
