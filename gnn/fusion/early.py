@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import MLP
 
-from mmgraph.gnn.models.base import EmbeddingModel, GraphMeta, num_nodes_dict
+from mmgraph.gnn.models.base import EmbeddingModel, GraphMeta, num_nodes_dict, relu_dropout
 from mmgraph.gnn.models.decoder import DistMultDecoder
 from mmgraph.gnn.models.inputs import ConcatInput, FeatureSkip
 
@@ -75,7 +74,7 @@ class EarlyFusion(EmbeddingModel):
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
         num_nodes = num_nodes_dict(data, self.meta)
         out = {
-            t: self.mlp(F.dropout(x.relu(), p=self.dropout, training=self.training))
+            t: self.mlp(relu_dropout(x, self.dropout, self.training))
             for t, x in self.input(data, num_nodes).items()
         }
         return out if self.skip is None else self.skip.add_to(out, data, num_nodes)

@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import MLP
 
-from mmgraph.gnn.models.base import EmbeddingModel, GraphMeta, ModelConfigError, num_nodes_dict
+from mmgraph.gnn.models.base import (
+    EmbeddingModel,
+    GraphMeta,
+    ModelConfigError,
+    num_nodes_dict,
+    relu_dropout,
+)
 from mmgraph.gnn.models.decoder import DistMultDecoder
 from mmgraph.gnn.models.inputs import FeatureSkip, ModalityInput
 
@@ -131,7 +136,7 @@ class LateFusion(EmbeddingModel):
                     h = torch.where(none.unsqueeze(-1), fallback, h)
                 else:
                     present, h = none, fallback
-                z = self.mlps[m](F.dropout(h.relu(), p=self.dropout, training=self.training))
+                z = self.mlps[m](relu_dropout(h, self.dropout, self.training))
                 if skips is not None and m in skips[t]:
                     z = z + skips[t][m][0]
                 blocks.append(z * (scale[i] * present.to(z.dtype)).unsqueeze(-1))

@@ -6,7 +6,6 @@ import warnings
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import GCNConv
@@ -17,6 +16,7 @@ from mmgraph.gnn.models.base import (
     GraphMeta,
     homogeneous_edges,
     num_nodes_dict,
+    relu_dropout,
     split_homogeneous,
     stack_types,
 )
@@ -96,17 +96,26 @@ class GCN(EmbeddingModel):
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
         num_nodes = num_nodes_dict(data, self.meta)
-        x_dict = self.input(data, num_nodes)
-        x = stack_types(x_dict, self.meta)
+        # Neither the per-type inputs nor the edge list stay alive through the layers.
+        x = stack_types(self.input(data, num_nodes), self.meta)
         edge_index, slices = homogeneous_edges(data, self.meta, num_nodes, x.device)
         adjacency = normalized_adjacency(edge_index, x.size(0), x.dtype)
-        x = F.dropout(x.relu(), p=self.dropout, training=self.training)
+        del edge_index
+        x = relu_dropout(x, self.dropout, self.training)
         for i, conv in enumerate(self.convs):
-            x = conv(x, adjacency)
+            x = _convolve(conv, x, adjacency)
             if i < len(self.convs) - 1:
-                x = F.dropout(x.relu(), p=self.dropout, training=self.training)
+                x = relu_dropout(x, self.dropout, self.training)
         out = split_homogeneous(x, slices)
         return out if self.skip is None else self.skip.add_to(out, data, num_nodes)
+
+
+def _convolve(conv: GCNConv, x: Tensor, adjacency: Tensor) -> Tensor:
+    """``conv(x, adjacency)`` (a :class:`~torch_geometric.nn.conv.GCNConv` without its own
+    normalisation) with the bias added in place: the product's backward does not need its
+    output, so no third node-sized tensor is made."""
+    out = conv.propagate(adjacency, x=conv.lin(x), edge_weight=None)
+    return out if conv.bias is None else out.add_(conv.bias)
 
 
 def normalized_adjacency(edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> Tensor:

@@ -10,7 +10,13 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from mmgraph.gnn.models.attention import ChunkedHGTConv
-from mmgraph.gnn.models.base import EmbeddingModel, GraphMeta, ModelConfigError, num_nodes_dict
+from mmgraph.gnn.models.base import (
+    EmbeddingModel,
+    GraphMeta,
+    ModelConfigError,
+    num_nodes_dict,
+    relu_dropout,
+)
 from mmgraph.gnn.models.decoder import DistMultDecoder
 from mmgraph.gnn.models.inputs import FeatureSkip, ModalityInput
 
@@ -111,7 +117,7 @@ class HGT(EmbeddingModel):
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
         num_nodes = num_nodes_dict(data, self.meta)
         x_dict = {
-            t: F.dropout(x.relu(), p=self.dropout, training=self.training)
+            t: relu_dropout(x, self.dropout, self.training)
             for t, x in self.input(data, num_nodes).items()
         }
         edge_index_dict = self._edge_index_dict(data, self.device)

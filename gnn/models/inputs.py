@@ -206,16 +206,18 @@ class ConcatInput(torch.nn.Module):
                 continue
             # The map of the concatenation, as a sum of maps of each modality through its
             # columns of the weight: no concatenated (or normalised, or masked) copy of the
-            # features, which at a million nodes is gigabytes.
+            # features, which at a million nodes is gigabytes; the maps are scaled and summed in
+            # place (no backward here needs their outputs).
             lin = self.lins[t]
-            h, masks, column = lin.bias, [], 0
+            h, masks, column = None, [], 0
             for m, dim in self.meta.modalities[t].items():
                 x, mask = read_modality(data, t, m, dim, num_nodes[t], lin.weight)
-                scale = _row_scale(x, mask, self.normalize)
-                h = h + F.linear(x, lin.weight[:, column : column + dim]) * scale
+                part = F.linear(x, lin.weight[:, column : column + dim])
+                part.mul_(_row_scale(x, mask, self.normalize))
+                h = part if h is None else h.add_(part)
                 masks.append(mask.to(x.dtype))
                 column += dim
-            out[t] = h + F.linear(torch.stack(masks, dim=1), lin.weight[:, column:])
+            out[t] = h.add_(F.linear(torch.stack(masks, dim=1), lin.weight[:, column:], lin.bias))
         return out
 
 
@@ -276,28 +278,39 @@ class FeatureSkip(torch.nn.Module):
         out: dict[str, dict[str, tuple[Tensor, Tensor]]] = {}
         for t in self.meta.node_types:
             out[t] = {}
-            for m, dim in self.meta.modalities[t].items():
-                x, mask = read_modality(data, t, m, dim, num_nodes[t], ref)
-                s = self.lins[m](x) * _row_scale(x, mask, normalize=True)
-                out[t][m] = (s, mask)
+            for m in self.meta.modalities[t]:
+                out[t][m] = self._modality(data, t, m, num_nodes[t], ref)
         return out
 
     def forward(self, data: HeteroData, num_nodes: Mapping[str, int]) -> dict[str, Tensor]:
+        # Summed and divided in place, one modality at a time: at a million nodes each
+        # (n, F_out) temporary not made is half a gigabyte of peak.
         ref = next(iter(self.lins.values())).weight
         out = {}
-        for t, parts in self.project(data, num_nodes).items():
-            total = sum(
-                (s for s, _ in parts.values()), ref.new_zeros(num_nodes[t], self.out_channels)
-            )
-            count = sum(
-                (mask.to(ref.dtype) for _, mask in parts.values()), ref.new_zeros(num_nodes[t])
-            )
-            out[t] = total / count.clamp(min=1.0).unsqueeze(-1)
+        for t in self.meta.node_types:
+            total, count = None, ref.new_zeros(num_nodes[t])
+            for m in self.meta.modalities[t]:
+                s, mask = self._modality(data, t, m, num_nodes[t], ref)
+                total = s if total is None else total.add_(s)
+                count += mask.to(ref.dtype)
+            if total is None:
+                out[t] = ref.new_zeros(num_nodes[t], self.out_channels)
+            else:
+                out[t] = total.div_(count.clamp(min=1.0).unsqueeze(-1))
         return out
 
     def add_to(
         self, z: Mapping[str, Tensor], data: HeteroData, num_nodes: Mapping[str, int]
     ) -> dict[str, Tensor]:
-        """``z`` (per-type model outputs of ``data``) plus this skip."""
+        """``z`` (per-type model outputs of ``data``) plus this skip (added into the skip's own
+        fresh tensors)."""
         skip = self(data, num_nodes)
-        return {t: z[t] + skip[t] for t in z}
+        return {t: skip[t].add_(z[t]) for t in z}
+
+    def _modality(
+        self, data: HeteroData, node_type: str, modality: str, num_nodes: int, ref: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``(masked skip, mask)`` of one modality of one node type."""
+        dim = self.meta.modalities[node_type][modality]
+        x, mask = read_modality(data, node_type, modality, dim, num_nodes, ref)
+        return self.lins[modality](x) * _row_scale(x, mask, normalize=True), mask

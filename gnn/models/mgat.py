@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
@@ -18,6 +17,7 @@ from mmgraph.gnn.models.base import (
     homogeneous_edges,
     isolated_view,
     num_nodes_dict,
+    relu_dropout,
     split_homogeneous,
     stack_types,
 )
@@ -169,11 +169,11 @@ class MGAT(EmbeddingModel):
         self.decoder.reset_parameters()
 
     def _run_branch(self, branch: torch.nn.ModuleList, x: Tensor, edges: DstSorted) -> Tensor:
-        x = F.dropout(x.relu(), p=self.dropout, training=self.training)
+        x = relu_dropout(x, self.dropout, self.training)
         for i, conv in enumerate(branch):
             x = conv(x, edges)
             if i < len(branch) - 1:
-                x = F.dropout(x.relu(), p=self.dropout, training=self.training)
+                x = relu_dropout(x, self.dropout, self.training)
         return x
 
     def _modality_rows(
