@@ -277,6 +277,7 @@ def plan_training(
             graph,
             lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
             objective.parameters(),
+            LOSS_CHUNK,
         )
         if config.batch_size is not None:
             full = full_batch_bytes(split, graph, activations)

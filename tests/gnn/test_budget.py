@@ -3,13 +3,15 @@ with the graph."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from mmgraph.gnn.budget import Activations, epoch_bytes
 from mmgraph.gnn.models import MODELS, GraphMeta
 from mmgraph.gnn.split import SplitConfig, split_graph
-from mmgraph.gnn.train import Objective, TrainConfig, train_model
+from mmgraph.gnn.train import LOSS_CHUNK, Objective, TrainConfig, train_model
 
 from .test_experiment import _community_graph
 
@@ -49,8 +51,32 @@ def test_the_estimate_grows_with_the_graph(split, name: str) -> None:
     objective = Objective(model, TrainConfig())
     graph, _ = split.train_graph(torch.Generator().manual_seed(0))
     activations = Activations.measure(
-        split, graph, lambda g, sup: objective(g, sup, torch.Generator()), model.parameters()
+        split,
+        graph,
+        lambda g, sup: objective(g, sup, torch.Generator()),
+        model.parameters(),
+        LOSS_CHUNK,
     )
     assert activations.slope > 0
     assert activations.peak(2.0) > activations.peak(1.0) > activations.peak(0.1)
     assert epoch_bytes(split, graph) > 0
+
+
+def test_the_chunked_loss_does_not_grow_the_estimate(split) -> None:
+    """The loss keeps one chunk of positives at a time, so supervising twice as many edges
+    (each beyond a chunk) leaves the estimate's growth with the graph unchanged."""
+    model = _model(split)
+    objective = Objective(model, TrainConfig())
+    graph, _ = split.train_graph(torch.Generator().manual_seed(0))
+    slopes = []
+    for ratio in (0.3, 0.6):
+        supervised = replace(split, config=replace(split.config, supervision_ratio=ratio))
+        activations = Activations.measure(
+            supervised,
+            graph,
+            lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
+            model.parameters(),
+            loss_chunk=4,
+        )
+        slopes.append(activations.slope)
+    assert slopes[0] == pytest.approx(slopes[1], rel=1e-6)
