@@ -23,8 +23,10 @@ process itself.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,10 +35,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from mmgraph.core.config import Settings
-from mmgraph.core.errors import InvalidArgumentError
+from mmgraph.core.errors import InvalidArgumentError, MmgraphError
 from mmgraph.gnn import distributed
 from mmgraph.gnn.experiment import MODEL_NAMES, ExperimentResult, run_experiment
 from mmgraph.gnn.train import TrainConfig, resolve_device
@@ -46,10 +49,11 @@ class LaunchError(InvalidArgumentError):
     """A distributed run that cannot be started as asked."""
 
 
-def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> Any:
+def launch(fn: Callable[..., Any], nproc: int, *args: Any, device: str | None = None) -> Any:
     """``fn(*args)`` in ``nproc`` worker processes on this machine, each one rank of a process
-    group; returns rank 0's result. ``fn`` and ``args`` must be picklable (module-level
-    functions; no lambdas)."""
+    group on ``device`` (default: the settings'); returns rank 0's result. ``fn`` and ``args``
+    must be picklable (module-level functions; no lambdas). A project error raised in a worker
+    is raised here, the same kind with the same message, as it would be in one process."""
     if nproc < 1:
         raise LaunchError(f"nproc must be at least 1, got {nproc}")
     config = LaunchConfig(
@@ -62,12 +66,40 @@ def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> Any:
         max_restarts=0,
         start_method="spawn",
     )
-    return elastic_launch(config, entrypoint=_worker)(fn, *args)[0]
+    with tempfile.TemporaryDirectory(prefix="mmgraph-ranks-") as errors:
+        try:
+            return elastic_launch(config, entrypoint=_worker)(errors, device, fn, *args)[0]
+        except ChildFailedError:
+            reported = sorted(Path(errors).glob("rank-*.json"))
+            if not reported:
+                raise
+            raise _error_from(json.loads(reported[0].read_text())) from None
 
 
-def _worker(fn: Callable[..., Any], *args: Any) -> Any:
-    with process_group(resolve_device(Settings.from_env().device)):
-        return fn(*args)
+def _worker(errors: str, device: str | None, fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        with process_group(resolve_device(device or Settings.from_env().device)):
+            return fn(*args)
+    except MmgraphError as e:
+        # The launcher reports only that a worker failed: the error's kind and message go
+        # back through a file, and the worker still fails so the launcher stops the others.
+        kind = type(e)
+        report = {"module": kind.__module__, "kind": kind.__qualname__, "message": str(e)}
+        rank = os.environ.get("RANK", "0")
+        (Path(errors) / f"rank-{int(rank):05d}.json").write_text(json.dumps(report))
+        raise
+
+
+def _error_from(report: dict[str, str]) -> MmgraphError:
+    """The project error a worker reported: its own kind where that can be made from a
+    message, else the nearest project kind."""
+    kind = getattr(importlib.import_module(report["module"]), report["kind"], None)
+    if isinstance(kind, type) and issubclass(kind, MmgraphError):
+        try:
+            return kind(report["message"])
+        except TypeError:
+            pass
+    return MmgraphError(report["message"])
 
 
 @contextmanager
@@ -96,7 +128,9 @@ def run_experiment_distributed(
     if kwargs.get("progress") is not None:
         raise LaunchError("progress cannot be reported from worker processes; pass None")
     kwargs.pop("progress", None)
-    return launch(_experiment_rank, nproc, home, kwargs)
+    config = kwargs.get("train_config")
+    device = config.device if isinstance(config, TrainConfig) else None
+    return launch(_experiment_rank, nproc, home, kwargs, device=device)
 
 
 def _experiment_rank(home: Path | None, kwargs: dict[str, Any]) -> ExperimentResult | None:
