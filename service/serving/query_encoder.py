@@ -1,10 +1,11 @@
 """Raw queries (a text, a picture's bytes) to the vectors of the encoders that made the graph's
 modalities, so that a query is compared with the nodes as the model saw them.
 
-Queries of one modality that arrive together are encoded in one forward pass on the server's
-encoder thread (:mod:`.encoder_thread`); a picture is decoded, or refused, in its caller's thread
-first. ``Ingest``'s batches run on the same thread (:meth:`QueryEncoder.ingest_encoders`), so a
-stream being ingested and the queries never run two forward passes at once.
+Queries of one modality that arrive together are encoded in one forward pass on one of the
+server's encoder lanes (:mod:`.encoder_thread`); a picture is decoded, or refused, in its caller's
+thread first. ``Ingest``'s batches run on the same lanes (:meth:`QueryEncoder.ingest_encoders`),
+so a stream being ingested and the queries never run more forward passes at once than there are
+lanes.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class QueryEncoder:
 
     Args:
         encoders: the encoders, from the same settings as ingest's.
-        thread: the thread that runs the forward passes (default: one of its own).
+        thread: the lanes that run the forward passes (default: one lane of its own).
     """
 
     def __init__(self, encoders: Encoders, thread: EncoderThread | None = None) -> None:
@@ -112,7 +113,9 @@ class _ThreadEncoders(Encoders):
     """``encoders`` (loaded on first use, as they are) whose forward passes run on ``thread``."""
 
     def __init__(self, encoders: Encoders, thread: EncoderThread) -> None:
-        super().__init__(encoders.text_kind, encoders.device, encoders.max_image_pixels)
+        super().__init__(
+            encoders.text_kind, encoders.device, encoders.max_image_pixels, threads=encoders.threads
+        )
         self._encoders = encoders
         self._thread = thread
 
