@@ -23,12 +23,15 @@ from mmgraph.ingest.encoding import Encoders
 from mmgraph.service.serving.deadline import NO_DEADLINE, Deadline
 from mmgraph.service.serving.encoder_thread import EncoderThread
 
-# Queries encoded in one forward pass, at most. Pictures go in fours: EfficientNet-Lite0 through
-# onnxruntime on the 2-core VM encoded 185 pictures/s one at a time, 173/s in fours, 139/s in
-# eights and 56/s in 64s (the activations of a large batch outgrow the caches); MiniLM gains up
-# to 64.
+# Queries encoded in one forward pass, at most: a batch only as large as still pays per item,
+# so that a pass stays short (an arrival waits for at most the pass in progress on each lane and
+# its own). Pictures go in twos: EfficientNet-Lite0 through onnxruntime on one thread (a lane's)
+# on the 2-core VM encoded 201 pictures/s one at a time, 215/s in twos, 197/s in fours and 178/s
+# in eights (the activations of a larger batch outgrow the caches); a pass of two took 18 ms
+# under 8 callers, one of four 28 ms. MiniLM gains up to 64 (on one thread 8.2 ms for one text,
+# 19.9 ms for eight, 48.6 ms for 32: a pass of eight costs 2.4x one of one, for 8x the texts).
 TEXT_BATCH = 32
-IMAGE_BATCH = 4
+IMAGE_BATCH = 2
 
 
 class QueryEncoder:
