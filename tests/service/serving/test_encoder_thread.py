@@ -114,7 +114,7 @@ def test_a_cancelled_item_is_not_run(thread: EncoderThread) -> None:
 
 
 def test_a_job_returns_its_result_and_raises_its_error(thread: EncoderThread) -> None:
-    assert thread.call(lambda: threading.current_thread().name) == "mmgraph-encoder"
+    assert thread.call(lambda: threading.current_thread().name) == "mmgraph-encoder-0"
     with pytest.raises(ZeroDivisionError):
         thread.call(lambda: 1 / 0)
 
