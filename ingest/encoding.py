@@ -43,29 +43,36 @@ REMOTE_PATH_REFUSED = "image paths are not accepted from remote callers; send th
 class Encoders:
     """The encoders of ingest runs and of a server's queries, built from the settings
     (:meth:`from_settings`: ``MMGRAPH_TEXT_ENCODER``, ``MMGRAPH_DEVICE``,
-    ``MMGRAPH_MAX_IMAGE_PIXELS``), each created on first need and kept for later use."""
+    ``MMGRAPH_MAX_IMAGE_PIXELS``), each created on first need and kept for later use.
+    ``threads``: the onnxruntime encoders' intra-op threads (``None``: onnxruntime's default;
+    a server running passes side by side sets one each)."""
 
     text_kind: str = "fp32"
     device: str | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     text: Encoder | None = None
     image: ImageEncoder | None = None
+    threads: int | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Encoders:
+    def from_settings(cls, settings: Settings, threads: int | None = None) -> Encoders:
         """The encoders ``settings`` describe (none is loaded yet)."""
-        return cls(settings.text_encoder, settings.device, settings.max_image_pixels)
+        return cls(
+            settings.text_encoder, settings.device, settings.max_image_pixels, threads=threads
+        )
 
     def text_encoder(self) -> Encoder:
         """The text encoder (fp32 or int8 MiniLM), loaded on first use."""
         if self.text is None:
-            self.text = make_text_encoder(self.text_kind, self.device)
+            self.text = make_text_encoder(self.text_kind, self.device, threads=self.threads)
         return self.text
 
     def image_encoder(self) -> ImageEncoder:
         """The image encoder, loaded on first use."""
         if self.image is None:
-            self.image = ImageEncoder(device=self.device, max_pixels=self.max_image_pixels)
+            self.image = ImageEncoder(
+                device=self.device, max_pixels=self.max_image_pixels, threads=self.threads
+            )
         return self.image
 
     def text_tag(self) -> str:

@@ -144,15 +144,19 @@ class Int8TextEncoder(Encoder):
         device: ``"cpu"`` (default) or ``"cuda"``, which needs onnxruntime with its CUDA provider
             (:func:`make_text_encoder` falls back to the fp32 encoder on a GPU without one).
         cache_dir: where the ONNX models are kept; default ``<MMGRAPH_CACHE>/models``.
+        threads: onnxruntime's intra-op threads for a pass (``None``: one per physical core).
     """
 
     modality = "text"
     name = "all-minilm-l6-v2-int8"
     dim = 384
 
-    def __init__(self, device: str | None = None, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, device: str | None = None, cache_dir: Path | None = None, threads: int | None = None
+    ) -> None:
         self.requested_device = device
         self.cache_dir = cache_dir
+        self.threads = threads
         self.quantisation = QUANTISATION
         self.weights_version = package_version(WEIGHTS_PACKAGE)
         self.version = fingerprint(
@@ -203,6 +207,8 @@ class Int8TextEncoder(Encoder):
                 options = onnxruntime.SessionOptions()
                 # Idle threads sleep rather than spin: the CPU is shared with Neo4j and the rest.
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                if self.threads is not None:
+                    options.intra_op_num_threads = self.threads
                 self._session = onnxruntime.InferenceSession(
                     str(int8_path), options, providers=providers
                 )
@@ -240,7 +246,10 @@ class Int8TextEncoder(Encoder):
 
 
 def make_text_encoder(
-    kind: TextEncoderKind = "fp32", device: str | None = None, cache_dir: Path | None = None
+    kind: TextEncoderKind = "fp32",
+    device: str | None = None,
+    cache_dir: Path | None = None,
+    threads: int | None = None,
 ) -> Encoder:
     """The text encoder ``kind`` names (``Settings.text_encoder``).
 
@@ -253,6 +262,8 @@ def make_text_encoder(
         device: ``"cpu"`` or ``"cuda"``; default CUDA when torch sees a GPU, else the CPU.
         cache_dir: where the int8 encoder keeps its ONNX models (default
             ``<MMGRAPH_CACHE>/models``).
+        threads: the int8 encoder's intra-op threads (``None``: onnxruntime's default); the
+            fp32 encoder follows torch's process-wide setting.
     """
     if kind == "fp32":
         return TextEncoder(device)
@@ -265,7 +276,7 @@ def make_text_encoder(
         if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
             log.info("onnxruntime has no CUDA provider: the fp32 text encoder runs on %s", resolved)
             return TextEncoder(resolved)
-    return Int8TextEncoder(resolved, cache_dir)
+    return Int8TextEncoder(resolved, cache_dir, threads)
 
 
 def length_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:

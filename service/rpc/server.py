@@ -16,12 +16,13 @@ from mmgraph.core.config import Settings
 from mmgraph.core.errors import FailedPreconditionError
 from mmgraph.graph.connection import open_store
 from mmgraph.graph.store import GraphStore
+from mmgraph.ingest.encoders.base import resolve_device
 from mmgraph.service.rpc.interceptors import ErrorInterceptor, TokenInterceptor
 from mmgraph.service.rpc.listen import ListenError
 from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2_grpc as pb_grpc
 from mmgraph.service.rpc.reflection import enable_reflection
 from mmgraph.service.rpc.servicer import SERVICE_NAME, AnalyticsServicer
-from mmgraph.service.serving.encoder_thread import set_forward_threads
+from mmgraph.service.serving.encoder_thread import ForwardPlan, forward_plan, set_torch_threads
 from mmgraph.service.serving.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,15 @@ def create_server(
     registry: Registry,
     address: str = "127.0.0.1:0",
     shared_port: bool = False,
+    plan: ForwardPlan | None = None,
 ) -> tuple[Server, int]:
     """Build and start a server on ``address`` (port 0: any free port); return it and its port.
 
     TLS is on when ``settings.tls_cert`` and ``settings.tls_key`` are set; every call but health
     and reflection must carry ``settings.token`` when it is set. A port already taken is an
     error, unless ``shared_port``: then the kernel shares the port's connections out between
-    the processes listening on it (``SO_REUSEPORT``).
+    the processes listening on it (``SO_REUSEPORT``). ``plan``: how the encoders' forward
+    passes run (default: one lane, the encoders' default threads).
     """
     # The error interceptor first: it sees the token check's refusals too.
     interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(SERVICE_NAME)]
@@ -85,7 +88,7 @@ def create_server(
         interceptors=interceptors,
         options=options,
     )
-    analytics = AnalyticsServicer(settings, registry)
+    analytics = AnalyticsServicer(settings, registry, plan=plan)
     pb_grpc.add_AnalyticsServicer_to_server(analytics, server)
     health_servicer = add_health(server)
     enable_reflection(
@@ -135,13 +138,15 @@ def serve_until_stopped(
     then stop gracefully; this process is one of ``workers`` sharing the port and the cores
     (each follows the promoted run: :class:`~mmgraph.service.serving.registry.Registry`)."""
     shared_port = workers > 1
-    log.info("forward passes on %d torch thread(s)", set_forward_threads(workers))
+    plan = forward_plan(workers, resolve_device(settings.device))
+    set_torch_threads(plan.threads)
+    log.info("forward passes: %d lane(s) of %d thread(s)", plan.lanes, plan.threads)
     registry = Registry(settings.home, store, follow_promoted=shared_port)
     model = registry.use_promoted()
     if model is None:
         log.warning("no promoted model: similarity, clustering and link calls will fail")
     address = f"{settings.grpc_host}:{settings.grpc_port if port is None else port}"
-    server, bound = create_server(settings, registry, address, shared_port)
+    server, bound = create_server(settings, registry, address, shared_port, plan)
     stopping = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stopping.set())

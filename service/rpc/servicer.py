@@ -19,6 +19,7 @@ from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2 as pb
 from mmgraph.service.rpc.proto.mmgraph.v1 import analytics_pb2_grpc as pb_grpc
 from mmgraph.service.serving.clustering import cluster
 from mmgraph.service.serving.deadline import Deadline
+from mmgraph.service.serving.encoder_thread import EncoderThread, ForwardPlan
 from mmgraph.service.serving.explain import Explanation, explain_links, explain_pairs
 from mmgraph.service.serving.links import predict_links, score_links
 from mmgraph.service.serving.options import ClusterOptions
@@ -48,19 +49,27 @@ class AnalyticsServicer(pb_grpc.AnalyticsServicer):
     Args:
         settings: quarantine folder, image pixel limit, text encoder kind and device.
         registry: the active model (read once per call) and the store.
-        encoders: the encoders of queries and ``Ingest`` (default: the settings'), loaded on
-            first use and shared by both; their forward passes run on one thread
+        encoders: the encoders of queries and ``Ingest`` (default: the settings', each pass on
+            ``plan.threads`` threads), loaded on first use and shared by both; their forward
+            passes run on ``plan.lanes`` lanes
             (:class:`~mmgraph.service.serving.query_encoder.QueryEncoder`), queries that arrive
             together in one batch.
+        plan: lanes and threads of the forward passes (default: one lane, the encoders' own
+            threads).
     """
 
     def __init__(
-        self, settings: Settings, registry: Registry, encoders: Encoders | None = None
+        self,
+        settings: Settings,
+        registry: Registry,
+        encoders: Encoders | None = None,
+        plan: ForwardPlan | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.encoders = encoders or Encoders.from_settings(settings)
-        self.queries = QueryEncoder(self.encoders)
+        threads = plan.threads if plan else None
+        self.encoders = encoders or Encoders.from_settings(settings, threads)
+        self.queries = QueryEncoder(self.encoders, EncoderThread(lanes=plan.lanes if plan else 1))
 
     def close(self) -> None:
         """Stop the encoder thread (after the server stopped taking calls)."""

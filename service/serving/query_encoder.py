@@ -1,10 +1,11 @@
 """Raw queries (a text, a picture's bytes) to the vectors of the encoders that made the graph's
 modalities, so that a query is compared with the nodes as the model saw them.
 
-Queries of one modality that arrive together are encoded in one forward pass on the server's
-encoder thread (:mod:`.encoder_thread`); a picture is decoded, or refused, in its caller's thread
-first. ``Ingest``'s batches run on the same thread (:meth:`QueryEncoder.ingest_encoders`), so a
-stream being ingested and the queries never run two forward passes at once.
+Queries of one modality that arrive together are encoded in one forward pass on one of the
+server's encoder lanes (:mod:`.encoder_thread`); a picture is decoded, or refused, in its caller's
+thread first. ``Ingest``'s batches run on the same lanes (:meth:`QueryEncoder.ingest_encoders`),
+so a stream being ingested and the queries never run more forward passes at once than there are
+lanes.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from mmgraph.ingest.encoding import Encoders
 from mmgraph.service.serving.deadline import NO_DEADLINE, Deadline
 from mmgraph.service.serving.encoder_thread import EncoderThread
 
-# Queries encoded in one forward pass, at most. Pictures go in fours: EfficientNet-Lite0 through
-# onnxruntime on the 2-core VM encoded 185 pictures/s one at a time, 173/s in fours, 139/s in
-# eights and 56/s in 64s (the activations of a large batch outgrow the caches); MiniLM gains up
-# to 64.
+# Queries encoded in one forward pass, at most: a batch only as large as still pays per item,
+# so that a pass stays short (an arrival waits for at most the pass in progress on each lane and
+# its own). Pictures go in twos: EfficientNet-Lite0 through onnxruntime on one thread (a lane's)
+# on the 2-core VM encoded 201 pictures/s one at a time, 215/s in twos, 197/s in fours and 178/s
+# in eights (the activations of a larger batch outgrow the caches); a pass of two took 18 ms
+# under 8 callers, one of four 28 ms. MiniLM gains up to 64 (on one thread 8.2 ms for one text,
+# 19.9 ms for eight, 48.6 ms for 32: a pass of eight costs 2.4x one of one, for 8x the texts).
 TEXT_BATCH = 32
-IMAGE_BATCH = 4
+IMAGE_BATCH = 2
 
 
 class QueryEncoder:
@@ -36,7 +40,7 @@ class QueryEncoder:
 
     Args:
         encoders: the encoders, from the same settings as ingest's.
-        thread: the thread that runs the forward passes (default: one of its own).
+        thread: the lanes that run the forward passes (default: one lane of its own).
     """
 
     def __init__(self, encoders: Encoders, thread: EncoderThread | None = None) -> None:
@@ -112,7 +116,9 @@ class _ThreadEncoders(Encoders):
     """``encoders`` (loaded on first use, as they are) whose forward passes run on ``thread``."""
 
     def __init__(self, encoders: Encoders, thread: EncoderThread) -> None:
-        super().__init__(encoders.text_kind, encoders.device, encoders.max_image_pixels)
+        super().__init__(
+            encoders.text_kind, encoders.device, encoders.max_image_pixels, threads=encoders.threads
+        )
         self._encoders = encoders
         self._thread = thread
 

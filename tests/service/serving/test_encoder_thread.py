@@ -1,6 +1,7 @@
 """EncoderThread: what queues while a batch runs is run together, each caller gets its own row or
-its batch's error, and whole jobs wait their turn. A job that blocks on an event holds the thread,
-so what is queued behind it is known without timing anything."""
+its batch's error, whole jobs wait their turn, and a second lane runs while the first is busy. A
+job that blocks on an event holds its lane, so what is queued behind it is known without timing
+anything."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from mmgraph.service.serving.encoder_thread import EncoderStoppedError, EncoderThread
+from mmgraph.service.serving.encoder_thread import (
+    EncoderStoppedError,
+    EncoderThread,
+    ForwardPlan,
+    forward_plan,
+)
 
 
 @pytest.fixture
@@ -108,9 +114,31 @@ def test_a_cancelled_item_is_not_run(thread: EncoderThread) -> None:
 
 
 def test_a_job_returns_its_result_and_raises_its_error(thread: EncoderThread) -> None:
-    assert thread.call(lambda: threading.current_thread().name) == "mmgraph-encoder"
+    assert thread.call(lambda: threading.current_thread().name) == "mmgraph-encoder-0"
     with pytest.raises(ZeroDivisionError):
         thread.call(lambda: 1 / 0)
+
+
+def test_a_second_lane_runs_batches_while_the_first_is_busy() -> None:
+    worker = EncoderThread(max_wait=0.0, lanes=2)
+    release, holder = _hold(worker)
+    try:
+        assert worker.submit("x", _double, 3.0).result(timeout=30)[0, 0] == 6.0
+    finally:
+        release.set()
+        holder.join()
+        worker.close()
+    assert worker.batches == 1 and worker.jobs == 1
+
+
+def test_the_plan_gives_each_core_a_one_thread_lane_on_the_cpu_and_one_lane_on_a_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(8)))
+    assert forward_plan(1, "cpu") == ForwardPlan(lanes=8, threads=1)
+    assert forward_plan(2, "cpu") == ForwardPlan(lanes=4, threads=1)
+    assert forward_plan(16, "cpu") == ForwardPlan(lanes=1, threads=1)
+    assert forward_plan(2, "cuda") == ForwardPlan(lanes=1, threads=4)
 
 
 def test_closing_runs_what_is_queued_then_refuses_work() -> None:
