@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 from memory import hwm_bytes, maxrss_bytes, reset_peak, rss_bytes
 
+import mmgraph.core  # noqa: F401  (before torch: the product's allocator settings)
+
 RESULTS = Path(__file__).parent / "results" / "train.json"
 TEXT_DIM, IMAGE_DIM, EXPORT_DIM = 384, 128, 384
 EDGES_PER_ITEM = 5
