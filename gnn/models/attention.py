@@ -6,10 +6,13 @@ tensors of ``heads x channels`` per edge (gathered keys, queries, messages) for 
 once and keep several for the backward pass: gigabytes at two million edges. A softmax over a
 destination's incoming edges involves no other destination, so :func:`attend` takes the edges
 sorted by destination (:class:`DstSorted`), cuts them into chunks of whole destinations of about
-:data:`CHUNK_EDGES` edges, and runs each chunk under activation checkpointing: only the chunk's
-inputs are kept, and its per-edge tensors are rebuilt one chunk at a time during the backward
-pass. The subclasses below are the PyG layers with the same parameters (and state dicts)
-whose aggregation goes through :func:`attend`: the same values, memory bounded by one chunk.
+:data:`CHUNK_EDGES` edges, and keeps none of a chunk's per-edge tensors: the backward pass
+rebuilds them one chunk at a time (as activation checkpointing would) and adds each chunk's
+gradients of the gathered source rows into one node-sized buffer. Checkpointing each chunk with
+torch's ``checkpoint`` made every chunk's backward allocate, fill and add a gradient the size of
+the whole node set for each tensor gathered by source, which took most of the backward pass.
+The subclasses below are the PyG layers with the same parameters (and state dicts) whose
+aggregation goes through :func:`attend`: the same values, memory bounded by one chunk.
 """
 
 from __future__ import annotations
@@ -17,19 +20,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn import GATConv, GATv2Conv, HGTConv
 from torch_geometric.utils import add_self_loops, remove_self_loops, scatter, softmax
 from torch_geometric.utils.hetero import construct_bipartite_edge_index
 
 from mmgraph.gnn.models.base import rows
 
-# Edges per chunk: each chunk's per-edge tensors are about 0.5 KB per edge at 128 channels.
-CHUNK_EDGES = 1 << 17
+# Edges per chunk. A per-edge tensor of 256 channels (2 heads of 128) is then 16 MB, under glibc's
+# 32 MB ceiling for memory it keeps and reuses rather than mapping afresh: at 100k nodes MGAT's
+# training step took 17.4 s in chunks of 1 << 17 edges, 12.0 s of 1 << 15, 8.2 s of 1 << 14, and
+# no less in chunks of 1 << 13.
+CHUNK_EDGES = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -67,14 +73,15 @@ class DstSorted:
         return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-Score = Callable[..., Tensor]
+Score = Callable[[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor], slice, Tensor], Tensor]
 
 
 def attend(
     edges: DstSorted,
     score: Score,
-    value: Tensor,
+    sources: Sequence[Tensor],
     dst_side: Sequence[Tensor] = (),
+    extras: Sequence[Tensor] = (),
     dropout: float = 0.0,
     training: bool = False,
     chunk_edges: int | None = None,
@@ -86,44 +93,160 @@ def attend(
 
     Args:
         edges: the edges, sorted by destination.
-        score: ``score(part, dst, *rows)``, the logits ``(E_c, heads)`` of the edges in
-            ``part`` (a slice of the sorted order), given their destinations ``dst`` counted
-            from the chunk's first destination and the chunk's rows of each ``dst_side``
-            tensor (so each chunk reads its own destinations' rows, and their gradients are
-            put together once instead of once per chunk).
-        value: ``(num_src, heads, channels)``, gathered by each edge's source.
+        score: ``score(src_rows, dst_rows, extras, part, dst)``, the logits ``(E_c, heads)`` of
+            the edges in ``part`` (a slice of the sorted order): ``src_rows`` are the rows of
+            each of ``sources`` gathered by the edges' sources, ``dst_rows`` the chunk's rows of
+            each of ``dst_side`` (read through ``dst``, the destinations counted from the
+            chunk's first), ``extras`` as given.
+        sources: per-source-node tensors, gathered by each edge's source; the first,
+            ``(num_src, heads, channels)``, is the value aggregated.
         dst_side: per-destination tensors ``score`` reads (queries, ...).
+        extras: other tensors ``score`` reads whose gradients are wanted (weights, priors).
         dropout: dropout on the attention weights (in training).
         chunk_edges: edges per chunk (see the module); default :data:`CHUNK_EDGES`.
 
     Returns:
         ``(num_dst, heads, channels)``.
     """
-    heads, channels = value.shape[1:]
-
-    def chunk(d0: int, d1: int, value: Tensor, *dst_rows: Tensor) -> Tensor:
-        part = slice(int(edges.ptr[d0]), int(edges.ptr[d1]))
-        index = edges.dst[part] - d0
-        alpha = softmax(score(part, index, *dst_rows), index, num_nodes=d1 - d0)
-        alpha = F.dropout(alpha, p=dropout, training=training)
-        message = rows(value, edges.src[part]) * alpha.unsqueeze(-1)
-        return scatter(message, index, dim=0, dim_size=d1 - d0, reduce="sum")
-
     ranges = edges.chunks(chunk_edges or CHUNK_EDGES)
-    if not ranges:
-        return value.new_zeros(edges.num_dst, heads, channels)
-    sizes = [d1 - d0 for d0, d1 in ranges]
-    pieces = list(zip(*(t.split(sizes) for t in dst_side), strict=True)) or [()] * len(ranges)
-    if len(ranges) == 1 or not torch.is_grad_enabled():
-        return torch.cat(
-            [chunk(d0, d1, value, *p) for (d0, d1), p in zip(ranges, pieces, strict=True)]
-        )
-    return torch.cat(
-        [
-            checkpoint(chunk, d0, d1, value, *p, use_reentrant=False)
-            for (d0, d1), p in zip(ranges, pieces, strict=True)
-        ]
+    p = dropout if training else 0.0
+    if not torch.is_grad_enabled() or not any(
+        t.requires_grad for t in (*sources, *dst_side, *extras)
+    ):
+        out, _ = _forward(edges, score, ranges, p, sources, dst_side, extras)
+        return out
+    return _Attend.apply(
+        edges, score, ranges, p, len(sources), len(dst_side), *sources, *dst_side, *extras
     )
+
+
+def _chunk(
+    edges: DstSorted,
+    score: Score,
+    d0: int,
+    d1: int,
+    src_rows: Sequence[Tensor],
+    dst_rows: Sequence[Tensor],
+    extras: Sequence[Tensor],
+    keep: Tensor | None,
+    p: float,
+) -> Tensor:
+    """The attention output of destinations ``[d0, d1)`` from their edges' gathered rows."""
+    part = slice(int(edges.ptr[d0]), int(edges.ptr[d1]))
+    index = edges.dst[part] - d0
+    alpha = softmax(score(src_rows, dst_rows, extras, part, index), index, num_nodes=d1 - d0)
+    if keep is not None:
+        alpha = alpha * keep / (1 - p)
+    message = src_rows[0] * alpha.unsqueeze(-1)
+    return scatter(message, index, dim=0, dim_size=d1 - d0, reduce="sum")
+
+
+def _sources(edges: DstSorted, d0: int, d1: int) -> Tensor:
+    """The source of each edge into destinations ``[d0, d1)``."""
+    return edges.src[int(edges.ptr[d0]) : int(edges.ptr[d1])]
+
+
+def _forward(
+    edges: DstSorted,
+    score: Score,
+    ranges: list[tuple[int, int]],
+    p: float,
+    sources: Sequence[Tensor],
+    dst_side: Sequence[Tensor],
+    extras: Sequence[Tensor],
+) -> tuple[Tensor, list[Tensor | None]]:
+    """Every chunk's output written into one tensor, and the dropout masks drawn."""
+    value = sources[0]
+    out = value.new_zeros(edges.num_dst, *value.shape[1:])
+    masks: list[Tensor | None] = []
+    for d0, d1 in ranges:
+        keep = None
+        if p > 0:
+            e = int(edges.ptr[d1] - edges.ptr[d0])
+            keep = torch.rand(e, value.size(1), device=value.device) >= p
+        masks.append(keep)
+        src_rows = [rows(s, _sources(edges, d0, d1)) for s in sources]
+        dst_rows = [t[d0:d1] for t in dst_side]
+        out[d0:d1] = _chunk(edges, score, d0, d1, src_rows, dst_rows, extras, keep, p)
+    return out, masks
+
+
+def _leaves(
+    tensors: Sequence[Tensor],
+    wanted: Sequence[bool],
+    src: Tensor,
+    n_sources: int,
+    n_dst: int,
+    d0: int,
+    d1: int,
+) -> list[Tensor]:
+    """The inputs of :class:`_Attend` as one chunk reads them, as leaves of the chunk's rebuilt
+    graph: a source tensor's rows gathered by the chunk's edges, a destination-side tensor's
+    rows ``[d0, d1)``, an extra whole."""
+    leaves = []
+    for i, (t, w) in enumerate(zip(tensors, wanted, strict=True)):
+        t = t.detach()
+        part = rows(t, src) if i < n_sources else t[d0:d1] if i < n_sources + n_dst else t
+        leaves.append(part.requires_grad_(w))
+    return leaves
+
+
+class _Attend(torch.autograd.Function):
+    """:func:`attend` with grad: keeps the inputs and the dropout masks, and in the backward
+    pass rebuilds one chunk at a time, adding its source rows' gradients into one buffer."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        edges: DstSorted,
+        score: Score,
+        ranges: list[tuple[int, int]],
+        p: float,
+        n_sources: int,
+        n_dst: int,
+        *tensors: Tensor,
+    ) -> Tensor:
+        sources, dst_side = tensors[:n_sources], tensors[n_sources : n_sources + n_dst]
+        extras = tensors[n_sources + n_dst :]
+        out, masks = _forward(edges, score, ranges, p, sources, dst_side, extras)
+        ctx.save_for_backward(*tensors)
+        ctx.plan = (edges, score, ranges, p, n_sources, n_dst, masks)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        edges, score, ranges, p, n_sources, n_dst, masks = ctx.plan
+        tensors = ctx.saved_tensors
+        wanted = ctx.needs_input_grad[6:]
+        grads = [torch.zeros_like(t) if w else None for t, w in zip(tensors, wanted, strict=True)]
+        for (d0, d1), keep in zip(ranges, masks, strict=True):
+            src = _sources(edges, d0, d1)
+            with torch.enable_grad():
+                leaves = _leaves(tensors, wanted, src, n_sources, n_dst, d0, d1)
+                out = _chunk(
+                    edges,
+                    score,
+                    d0,
+                    d1,
+                    leaves[:n_sources],
+                    leaves[n_sources : n_sources + n_dst],
+                    leaves[n_sources + n_dst :],
+                    keep,
+                    p,
+                )
+                needed = [leaf for leaf, w in zip(leaves, wanted, strict=True) if w]
+                found = iter(torch.autograd.grad(out, needed, grad_out[d0:d1], allow_unused=True))
+            for i, w in enumerate(wanted):
+                g = next(found) if w else None
+                if g is None:
+                    continue
+                if i < n_sources:
+                    grads[i].index_add_(0, src, g)
+                elif i < n_sources + n_dst:
+                    grads[i][d0:d1] += g
+                else:
+                    grads[i] += g
+        return (None,) * 6 + tuple(grads)
 
 
 class ChunkedGATConv(GATConv):
@@ -141,11 +264,19 @@ class ChunkedGATConv(GATConv):
         a_src = (x_src * self.att_src).sum(dim=-1)
         a_dst = (x_dst * self.att_dst).sum(dim=-1)
 
-        def score(part: slice, dst: Tensor, a_dst: Tensor) -> Tensor:
-            logits = rows(a_src, edges.src[part]) + rows(a_dst, dst)
+        def score(
+            src_rows: Sequence[Tensor],
+            dst_rows: Sequence[Tensor],
+            extras: Sequence[Tensor],
+            part: slice,
+            dst: Tensor,
+        ) -> Tensor:
+            logits = src_rows[1] + rows(dst_rows[0], dst)
             return F.leaky_relu(logits, self.negative_slope)
 
-        out = attend(edges, score, x_src, (a_dst,), self.dropout, self.training)
+        out = attend(
+            edges, score, (x_src, a_src), (a_dst,), dropout=self.dropout, training=self.training
+        )
         return _finish(self, out, x)
 
 
@@ -159,11 +290,25 @@ class ChunkedGATv2Conv(GATv2Conv):
         x_l = self.lin_l(x).view(-1, H, C)
         x_r = x_l if self.share_weights else self.lin_r(x).view(-1, H, C)
 
-        def score(part: slice, dst: Tensor, x_r: Tensor) -> Tensor:
-            joint = F.leaky_relu(rows(x_l, edges.src[part]) + rows(x_r, dst), self.negative_slope)
-            return (joint * self.att).sum(dim=-1)
+        def score(
+            src_rows: Sequence[Tensor],
+            dst_rows: Sequence[Tensor],
+            extras: Sequence[Tensor],
+            part: slice,
+            dst: Tensor,
+        ) -> Tensor:
+            joint = F.leaky_relu(src_rows[0] + rows(dst_rows[0], dst), self.negative_slope)
+            return (joint * extras[0]).sum(dim=-1)
 
-        out = attend(edges, score, x_l, (x_r,), self.dropout, self.training)
+        out = attend(
+            edges,
+            score,
+            (x_l,),
+            (x_r,),
+            (self.att,),
+            dropout=self.dropout,
+            training=self.training,
+        )
         return _finish(self, out, x)
 
 
@@ -215,11 +360,17 @@ class ChunkedHGTConv(HGTConv):
             ]
         ).index_select(0, edges.perm)
 
-        def score(part: slice, dst: Tensor, q: Tensor) -> Tensor:
-            dot = (rows(q, dst) * rows(k, edges.src[part])).sum(dim=-1)
-            return dot * rows(prior, kinds[part])
+        def score(
+            src_rows: Sequence[Tensor],
+            dst_rows: Sequence[Tensor],
+            extras: Sequence[Tensor],
+            part: slice,
+            dst: Tensor,
+        ) -> Tensor:
+            dot = (rows(dst_rows[0], dst) * src_rows[1]).sum(dim=-1)
+            return dot * rows(extras[0], kinds[part])
 
-        out = attend(edges, score, v, (q,)).view(-1, F_out)
+        out = attend(edges, score, (v, k), (q,), (prior,)).view(-1, F_out)
         out_dict: dict[str, Tensor | None] = {}
         for node_type, start in dst_offset.items():
             if node_type in self.dst_node_types:

@@ -85,3 +85,25 @@ def test_hgt_layer_matches_pyg(monkeypatch) -> None:
         torch.testing.assert_close(got[node_type], want[node_type])
     for a, b in zip(got_grads, want_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("chunked", [ChunkedGATConv, ChunkedGATv2Conv])
+def test_attention_dropout_gradients_match_finite_differences(chunked, monkeypatch) -> None:
+    """With dropout on the attention weights, the backward pass rebuilds each chunk under the
+    masks its forward pass drew: the gradient is that of the function the forward computed."""
+    monkeypatch.setattr(attention, "CHUNK_EDGES", 16)
+    x, edge_index = _graph()
+    x = x.detach().double().requires_grad_()
+    layer = chunked(16, 8, heads=2, dropout=0.5).double().train()
+    edges = DstSorted.with_self_loops(edge_index, x.size(0))
+    direction = torch.randn_like(x)
+
+    def loss(inputs: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(7)  # the same dropout masks on every call
+        return layer(inputs, edges).square().sum()
+
+    loss(x).backward()
+    eps = 1e-6
+    with torch.no_grad():
+        numeric = (loss(x + eps * direction) - loss(x - eps * direction)) / (2 * eps)
+    torch.testing.assert_close((x.grad * direction).sum(), numeric)
