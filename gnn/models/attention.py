@@ -73,7 +73,25 @@ class DstSorted:
         return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-Score = Callable[[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor], slice, Tensor], Tensor]
+@dataclass(frozen=True)
+class Chunk:
+    """What a score function reads of one chunk of edges: ``src[i]``, the rows of source tensor
+    ``i`` gathered by the edges' sources; ``dst[i]``, the chunk's destinations' rows of
+    destination-side tensor ``i``; the ``extras`` as given; ``part``, the chunk's edges in the
+    sorted order; ``index``, each edge's destination counted from the chunk's first."""
+
+    src: Sequence[Tensor]
+    dst: Sequence[Tensor]
+    extras: Sequence[Tensor]
+    part: slice
+    index: Tensor
+
+    def at_dst(self, i: int) -> Tensor:
+        """Destination-side tensor ``i``'s row for each edge of the chunk."""
+        return rows(self.dst[i], self.index)
+
+
+Score = Callable[[Chunk], Tensor]
 
 
 def attend(
@@ -93,11 +111,7 @@ def attend(
 
     Args:
         edges: the edges, sorted by destination.
-        score: ``score(src_rows, dst_rows, extras, part, dst)``, the logits ``(E_c, heads)`` of
-            the edges in ``part`` (a slice of the sorted order): ``src_rows`` are the rows of
-            each of ``sources`` gathered by the edges' sources, ``dst_rows`` the chunk's rows of
-            each of ``dst_side`` (read through ``dst``, the destinations counted from the
-            chunk's first), ``extras`` as given.
+        score: the logits ``(E_c, heads)`` of one :class:`Chunk` of edges.
         sources: per-source-node tensors, gathered by each edge's source; the first,
             ``(num_src, heads, channels)``, is the value aggregated.
         dst_side: per-destination tensors ``score`` reads (queries, ...).
@@ -134,7 +148,8 @@ def _chunk(
     """The attention output of destinations ``[d0, d1)`` from their edges' gathered rows."""
     part = slice(int(edges.ptr[d0]), int(edges.ptr[d1]))
     index = edges.dst[part] - d0
-    alpha = softmax(score(src_rows, dst_rows, extras, part, index), index, num_nodes=d1 - d0)
+    logits = score(Chunk(src_rows, dst_rows, extras, part, index))
+    alpha = softmax(logits, index, num_nodes=d1 - d0)
     if keep is not None:
         alpha = alpha * keep / (1 - p)
     message = src_rows[0] * alpha.unsqueeze(-1)
@@ -264,14 +279,8 @@ class ChunkedGATConv(GATConv):
         a_src = (x_src * self.att_src).sum(dim=-1)
         a_dst = (x_dst * self.att_dst).sum(dim=-1)
 
-        def score(
-            src_rows: Sequence[Tensor],
-            dst_rows: Sequence[Tensor],
-            extras: Sequence[Tensor],
-            part: slice,
-            dst: Tensor,
-        ) -> Tensor:
-            logits = src_rows[1] + rows(dst_rows[0], dst)
+        def score(c: Chunk) -> Tensor:
+            logits = c.src[1] + c.at_dst(0)
             return F.leaky_relu(logits, self.negative_slope)
 
         out = attend(
@@ -290,15 +299,9 @@ class ChunkedGATv2Conv(GATv2Conv):
         x_l = self.lin_l(x).view(-1, H, C)
         x_r = x_l if self.share_weights else self.lin_r(x).view(-1, H, C)
 
-        def score(
-            src_rows: Sequence[Tensor],
-            dst_rows: Sequence[Tensor],
-            extras: Sequence[Tensor],
-            part: slice,
-            dst: Tensor,
-        ) -> Tensor:
-            joint = F.leaky_relu(src_rows[0] + rows(dst_rows[0], dst), self.negative_slope)
-            return (joint * extras[0]).sum(dim=-1)
+        def score(c: Chunk) -> Tensor:
+            joint = F.leaky_relu(c.src[0] + c.at_dst(0), self.negative_slope)
+            return (joint * c.extras[0]).sum(dim=-1)
 
         out = attend(
             edges,
@@ -360,15 +363,9 @@ class ChunkedHGTConv(HGTConv):
             ]
         ).index_select(0, edges.perm)
 
-        def score(
-            src_rows: Sequence[Tensor],
-            dst_rows: Sequence[Tensor],
-            extras: Sequence[Tensor],
-            part: slice,
-            dst: Tensor,
-        ) -> Tensor:
-            dot = (rows(dst_rows[0], dst) * src_rows[1]).sum(dim=-1)
-            return dot * rows(extras[0], kinds[part])
+        def score(c: Chunk) -> Tensor:
+            dot = (c.at_dst(0) * c.src[1]).sum(dim=-1)
+            return dot * rows(c.extras[0], kinds[c.part])
 
         out = attend(edges, score, (v, k), (q,), (prior,)).view(-1, F_out)
         out_dict: dict[str, Tensor | None] = {}
