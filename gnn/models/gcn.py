@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -99,7 +100,7 @@ class GCN(EmbeddingModel):
         # Neither the per-type inputs nor the edge list stay alive through the layers.
         x = stack_types(self.input(data, num_nodes), self.meta)
         edge_index, slices = homogeneous_edges(data, self.meta, num_nodes, x.device)
-        adjacency = normalized_adjacency(edge_index, x.size(0), x.dtype)
+        adjacency = Adjacency(normalized_adjacency(edge_index, x.size(0), x.dtype))
         del edge_index
         x = relu_dropout(x, self.dropout, self.training)
         for i, conv in enumerate(self.convs):
@@ -110,12 +111,46 @@ class GCN(EmbeddingModel):
         return out if self.skip is None else self.skip.add_to(out, data, num_nodes)
 
 
-def _convolve(conv: GCNConv, x: Tensor, adjacency: Tensor) -> Tensor:
+def _convolve(conv: GCNConv, x: Tensor, adjacency: Adjacency) -> Tensor:
     """``conv(x, adjacency)`` (a :class:`~torch_geometric.nn.conv.GCNConv` without its own
-    normalisation) with the bias added in place: the product's backward does not need its
-    output, so no third node-sized tensor is made."""
-    out = conv.propagate(adjacency, x=conv.lin(x), edge_weight=None)
+    normalisation: one sparse-dense product, as its ``propagate`` does with a sparse matrix)
+    with the bias added in place: the product's backward does not need its output, so no third
+    node-sized tensor is made."""
+    out = _Product.apply(adjacency, conv.lin(x))
     return out if conv.bias is None else out.add_(conv.bias)
+
+
+class Adjacency:
+    """A constant sparse CSR matrix, and its transpose for the backward pass, built on first
+    need and shared by every layer: torch's own backward of a CSR product builds the transpose
+    again in each layer (at 1M nodes and 17.6M edges: 2.9 s and 0.4 GB more memory per layer,
+    against 1.2 s for the product with a transpose built once in 1.1 s)."""
+
+    def __init__(self, matrix: Tensor) -> None:
+        self.matrix = matrix
+        self._transposed: Tensor | None = None
+
+    def transposed(self) -> Tensor:
+        if self._transposed is None:
+            crow, col = self.matrix.crow_indices(), self.matrix.col_indices()
+            row = torch.repeat_interleave(
+                torch.arange(self.matrix.size(0), device=crow.device), crow.diff()
+            )
+            self._transposed = _csr(col, row, self.matrix.values(), self.matrix.size(1))
+        return self._transposed
+
+
+class _Product(torch.autograd.Function):
+    """``adjacency.matrix @ x``, differentiable in ``x`` only, through the shared transpose."""
+
+    @staticmethod
+    def forward(ctx: Any, adjacency: Adjacency, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.adjacency = adjacency
+        return adjacency.matrix @ x
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
+        return None, ctx.adjacency.transposed() @ grad
 
 
 def normalized_adjacency(edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> Tensor:
@@ -126,11 +161,17 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int, dtype: torch.dtype)
     messages would be)."""
     edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True, dtype=dtype)
     src, dst = edge_index
-    order = torch.sort(dst * num_nodes + src).indices
-    crow = torch.zeros(num_nodes + 1, dtype=torch.long, device=dst.device)
-    torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=crow[1:])
+    return _csr(dst, src, weight, num_nodes)
+
+
+def _csr(row: Tensor, col: Tensor, value: Tensor, n: int) -> Tensor:
+    """The ``n x n`` sparse CSR matrix with ``value`` at each ``(row, col)``, entries of a row
+    in column order."""
+    order = torch.sort(row * n + col).indices
+    crow = torch.zeros(n + 1, dtype=torch.long, device=row.device)
+    torch.cumsum(torch.bincount(row, minlength=n), 0, out=crow[1:])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
         return torch.sparse_csr_tensor(
-            crow, src[order], weight[order], (num_nodes, num_nodes), check_invariants=False
+            crow, col[order], value[order], (n, n), check_invariants=False
         )
