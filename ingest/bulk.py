@@ -29,6 +29,7 @@ from mmgraph.graph.encoder_state import put_state_once
 from mmgraph.graph.import_files import ImportFiles
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow
 from mmgraph.ingest.encoding import Encoders, encode_items
+from mmgraph.ingest.heap import fewer_collections
 from mmgraph.ingest.numbers import HeldVectors, NumberEncoders
 from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
 from mmgraph.ingest.pipeline import new_run_id, run_properties, settle
@@ -82,7 +83,7 @@ def _run(
     started = time.perf_counter()
     with LocalBulkLoad(settings) as target:
         try:
-            with Scratch() as scratch:
+            with Scratch() as scratch, fewer_collections():
                 files = ImportFiles(target.work, run_id)
                 sink = ImportSink(
                     files, options, encoders or Encoders(), scratch, quarantine, result
