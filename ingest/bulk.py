@@ -245,14 +245,15 @@ class _Held:
 
     def __init__(self, scratch: Scratch) -> None:
         self.db = scratch.db
-        self.db.executescript(
-            """
-            CREATE TABLE held (uid TEXT UNIQUE, position INTEGER, row BLOB, vec BLOB, tag TEXT);
-            CREATE TABLE later_nodes (position INTEGER, row BLOB);
-            CREATE TABLE later_vectors (type TEXT, tag TEXT, uid TEXT, vec BLOB);
-            CREATE TABLE later_relationships (row BLOB);
-            """
-        )
+        # One statement at a time: executescript would commit the scratch file's one transaction,
+        # and every write after it would be a transaction of its own (14 us an insert, not 2).
+        for table in (
+            "held (uid TEXT UNIQUE, position INTEGER, row BLOB, vec BLOB, tag TEXT)",
+            "later_nodes (position INTEGER, row BLOB)",
+            "later_vectors (type TEXT, tag TEXT, uid TEXT, vec BLOB)",
+            "later_relationships (row BLOB)",
+        ):
+            self.db.execute(f"CREATE TABLE {table}")
 
     def hold(self, position: int, row: NodeRow) -> None:
         self.db.execute(
