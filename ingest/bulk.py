@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 
 from mmgraph.core.config import Settings
@@ -165,6 +166,7 @@ class ImportSink:
         rows = encode_items(
             batch, {}, self.options, self.encoders, self.numbers, self.quarantine, t
         )
+        t0 = time.perf_counter()
         awaiting = {
             location
             for location, item, _ in batch
@@ -179,14 +181,24 @@ class ImportSink:
                 self.held.hold(self.position, row)
             else:
                 now.append((self.position, row))
+        self.scratch.mark_written(row.uid for _, row in rows)
+        add_time(t, "hold", t0)
         self._write_nodes(now)
         self.result.nodes_written += len(rows)
-        self.scratch.mark_written(row.uid for _, row in rows)
 
     def finish_items(self) -> None:
-        for held in self.numbers.held_vectors(self.options.batch_size, self.result.timings):
+        t = self.result.timings
+        for held in self.numbers.held_vectors(self.options.batch_size, t):
+            t0 = time.perf_counter()
             self.held.set_vectors(held)
-        for batch in batched(self.held.rows(), self.options.batch_size):
+            add_time(t, "hold", t0)
+        rows = self.held.rows()
+        while True:
+            t0 = time.perf_counter()
+            batch = list(islice(rows, self.options.batch_size))
+            add_time(t, "hold", t0)
+            if not batch:
+                return
             self._write_nodes(batch)
 
     def write_relations(self, batch: list[HeldRelation]) -> None:
