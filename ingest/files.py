@@ -12,8 +12,9 @@ from mmgraph.ingest.readers import Digest, RawRecord, read_records
 
 
 class HashedFiles:
-    """Batch files read one after another, each hashed (SHA-256) as it is read; ``size`` is
-    their bytes in all and ``position`` the bytes read so far."""
+    """Batch files read one after another, each hashed (SHA-256) as it is read, JSONL lines as
+    :class:`~mmgraph.ingest.records.JsonText` (validation parses them); ``size`` is their bytes
+    in all and ``position`` the bytes read so far."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self.paths = list(paths)
@@ -24,7 +25,7 @@ class HashedFiles:
     def records(self) -> Iterator[RawRecord]:
         for i, path in enumerate(self.paths):
             digest = hashlib.sha256()
-            yield from read_records(path, _Counted(digest, self))
+            yield from read_records(path, _Counted(digest, self), json_text=True)
             self.sha256[i] = digest.hexdigest()
 
     def progress(self) -> tuple[int, int | None]:

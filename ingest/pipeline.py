@@ -53,6 +53,7 @@ from mmgraph.core.errors import MmgraphError, UnavailableError
 from mmgraph.graph import audit
 from mmgraph.graph.store import BatchResult, GraphStore, NodeRow, RelRow, TypeConflictError
 from mmgraph.ingest.encoding import Encoders, encode_items
+from mmgraph.ingest.heap import fewer_collections
 from mmgraph.ingest.numbers import GraphFits, HeldVectors, NumberEncoders
 from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
 from mmgraph.ingest.progress import ProgressListener
@@ -131,7 +132,7 @@ def _run(
     store.setup_schema()
     audit.start_run(store, run_id, source.source, **run_properties(options, ledger(), run_props))
     try:
-        with Scratch() as scratch, BackgroundWriter() as writer:
+        with Scratch() as scratch, BackgroundWriter() as writer, fewer_collections():
             sink = StoreSink(
                 store, options, encoders or Encoders(), scratch, quarantine, result, writer
             )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmgraph.ingest.records import RecordError
+from mmgraph.ingest.records import RecordError, raw_value
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Quarantine:
 
     def add(self, error: RecordError, raw: Any) -> None:
         """Refuse the record: write ``error`` with its raw record (shortened) as one line."""
+        raw = raw_value(raw)
         self._write(REFUSED, error, raw)
         if isinstance(raw, dict) and isinstance(raw.get("uid"), str):
             self.rejected.add(raw["uid"])
@@ -73,7 +74,7 @@ class Quarantine:
 
     def warn(self, error: RecordError, raw: Any) -> None:
         """Note that the record is written without ``error.field``, and why."""
-        self._write(WARNING, error, raw)
+        self._write(WARNING, error, raw_value(raw))
         self.warnings += 1
         log.warning("written without %s: %s", error.field, error)
 

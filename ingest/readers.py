@@ -7,7 +7,9 @@ field; a leading byte-order mark is dropped.
 
 Given a :mod:`hashlib` object, a reader feeds it the file's bytes as it reads them (JSONL, CSV), so
 a file is hashed and parsed in one read; Parquet, whose footer is read first, is hashed in one
-sequential pass before its rows are read.
+sequential pass before its rows are read. An ingest run reads JSONL lines as :class:`JsonText`,
+parsed as they are validated (a line that is not JSON is then refused by validation, with the
+same error).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, BinaryIO, Protocol
 import pyarrow.parquet as pq
 
 from mmgraph.core.errors import InvalidArgumentError, NotFoundError
-from mmgraph.ingest.records import Location, RecordError
+from mmgraph.ingest.records import JsonText, Location, RecordError, json_value
 
 # Columns that carry JSON text in CSV and (optionally) in Parquet.
 JSON_COLUMNS = ("vectors", "props", "numbers")
@@ -32,7 +34,7 @@ NUMBER_COLUMNS = ("weight",)
 ENCODING = "utf-8-sig"
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
-RawRecord = tuple[Location, dict[str, Any] | RecordError]
+RawRecord = tuple[Location, dict[str, Any] | JsonText | RecordError]
 BLOCK = 1 << 20
 
 
@@ -62,11 +64,14 @@ def check_file(path: Path) -> str:
     return fmt
 
 
-def read_records(path: Path, digest: Digest | None = None) -> Iterator[RawRecord]:
+def read_records(
+    path: Path, digest: Digest | None = None, json_text: bool = False
+) -> Iterator[RawRecord]:
     """Yield every record of a batch file with its location, in file order.
 
     ``digest`` (e.g. ``hashlib.sha256()``), when given, is fed every byte of the file; it holds
-    the whole file's hash once the iterator is exhausted.
+    the whole file's hash once the iterator is exhausted. ``json_text``: JSONL lines come as
+    :class:`JsonText`, not parsed here.
     """
     fmt = check_file(path)
     if fmt == "parquet":
@@ -74,12 +79,16 @@ def read_records(path: Path, digest: Digest | None = None) -> Iterator[RawRecord
             _hash_into(path, digest)
         yield from _read_parquet(path)
         return
-    reader = _read_jsonl if fmt == "jsonl" else _read_csv
     with path.open("rb") as raw:
         binary: BinaryIO = raw
         if digest is not None:
             binary = io.BufferedReader(_HashingReader(raw, digest), buffer_size=BLOCK)
-        yield from reader(binary, str(path))
+        if fmt == "csv":
+            yield from _read_csv(binary, str(path))
+        elif json_text:
+            yield from _read_jsonl_text(binary, str(path))
+        else:
+            yield from _read_jsonl(binary, str(path))
 
 
 def file_sha256(path: Path) -> str:
@@ -116,16 +125,19 @@ def _text(binary: BinaryIO, newline: str | None) -> io.TextIOWrapper:
     return io.TextIOWrapper(binary, encoding=ENCODING, errors="surrogateescape", newline=newline)
 
 
-def _read_jsonl(binary: BinaryIO, source: str) -> Iterator[RawRecord]:
+def _read_jsonl_text(binary: BinaryIO, source: str) -> Iterator[RawRecord]:
     with _text(binary, None) as lines:
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            location = Location(source, number)
-            try:
-                yield location, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield location, RecordError(location, "<record>", f"not valid JSON: {e.msg}")
+            if line.strip():
+                yield Location(source, number), JsonText(line)
+
+
+def _read_jsonl(binary: BinaryIO, source: str) -> Iterator[RawRecord]:
+    for location, line in _read_jsonl_text(binary, source):
+        try:
+            yield location, json_value(line, location)
+        except RecordError as e:
+            yield location, e
 
 
 def _read_csv(binary: BinaryIO, source: str) -> Iterator[RawRecord]:

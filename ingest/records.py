@@ -7,6 +7,7 @@ written; a bad one becomes a :class:`RecordError` naming where it came from and 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -177,6 +178,17 @@ class Relation(BaseModel):
 
 Record = Item | Relation
 _RECORD = TypeAdapter(Annotated[Record, Field(discriminator="kind")])
+# Straight from JSON text: an item has no ``src`` (extra fields are refused) and a relation must
+# have one, so trying the item first picks the record kind the discriminator above would.
+_RECORD_TEXT = TypeAdapter(Annotated[Record, Field(union_mode="left_to_right")])
+
+
+class JsonText(str):
+    """A record still as its JSON text (a JSONL line): :func:`parse_record` parses and validates
+    it in one pass in pydantic's core, and :func:`raw_value` parses it only when it must be shown
+    (a refusal), so a good record is never turned into Python values twice."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -200,9 +212,37 @@ class RecordError(InvalidArgumentError):
         self.message = message
 
 
+def json_value(text: str, location: Location) -> Any:
+    """The value of one record's JSON text; a :class:`RecordError` naming the record if the text
+    is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecordError(location, "<record>", f"not valid JSON: {e.msg}") from e
+
+
+def raw_value(raw: Any) -> Any:
+    """A raw record as Python values, to be shown: a :class:`JsonText` parsed (``None`` if it is
+    not JSON), anything else as it is."""
+    if not isinstance(raw, JsonText):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+
+
 def parse_record(raw: Any, location: Location) -> Record:
-    """Validate one raw record (a dict from JSON, CSV or Parquet) into an :class:`Item` or
-    :class:`Relation`; a record without ``kind`` is a relation if it has ``src``, else an item."""
+    """Validate one raw record (a dict from JSON, CSV or Parquet, or a :class:`JsonText`) into an
+    :class:`Item` or :class:`Relation`; a record without ``kind`` is a relation if it has
+    ``src``, else an item."""
+    if isinstance(raw, JsonText):
+        try:
+            return _RECORD_TEXT.validate_json(raw)
+        except ValidationError:
+            # Refused (or text pydantic's parser does not take, such as a lone surrogate escape):
+            # parsed and validated as any other record, for the same errors, fields and messages.
+            raw = json_value(raw, location)
     if not isinstance(raw, dict):
         raise RecordError(location, "<record>", f"expected an object, got {type(raw).__name__}")
     if "kind" not in raw:

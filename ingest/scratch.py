@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mmgraph.graph.store import RelRow
-from mmgraph.ingest.records import Item, Location, Relation
+from mmgraph.ingest.records import Item, JsonText, Location, Relation
 
 
 def pack(value: Any) -> bytes:
@@ -28,8 +28,9 @@ def unpack(data: bytes) -> Any:
 
 class HeldRelation(NamedTuple):
     """A relation held until every item is written: where it came from, the row to write,
-    whether this run wrote each endpoint, its raw record (decoded only if it is refused), and,
-    when asked, whether its (src, type, dst) may occur more than once in the input."""
+    whether this run wrote each endpoint, its raw record (decoded only if it is refused; a
+    :class:`JsonText` is kept as its text), and, when asked, whether its (src, type, dst) may
+    occur more than once in the input."""
 
     location: Location
     row: RelRow
@@ -39,7 +40,9 @@ class HeldRelation(NamedTuple):
     repeated: bool = False
 
     def raw(self) -> Any:
-        return unpack(self.packed_raw)
+        raw = unpack(self.packed_raw)
+        # A held relation's raw record is a dict, or JSON text kept as a plain str.
+        return JsonText(raw) if isinstance(raw, str) else raw
 
 
 class Scratch:
@@ -112,7 +115,7 @@ class Scratch:
                 pack(relation.props) if relation.props else None,
                 self._source(location),
                 location.number,
-                pack(raw),
+                pack(str(raw) if isinstance(raw, JsonText) else raw),
                 hash((relation.src, relation.type, relation.dst)),
             ),
         )

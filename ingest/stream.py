@@ -128,10 +128,13 @@ def stream_records(
     sink.finish_items()
     total, done = scratch.relation_count(), 0
     report(RELATIONS, done, total)
+    t0 = time.perf_counter()
     for batch in batched(scratch.relations(flag_repeats=not sink.merges), options.batch_size):
+        add_time(result.timings, "read_relations", t0)
         sink.write_relations(batch)
         done += len(batch)
         report(RELATIONS, done, total)
+        t0 = time.perf_counter()
     sink.finish()
     return read
 
