@@ -33,7 +33,7 @@ from mmgraph.gnn.models.base import rows
 
 # Edges per chunk. A per-edge tensor of 256 channels (2 heads of 128) is then 16 MB, under glibc's
 # 32 MB ceiling for memory it keeps and reuses rather than mapping afresh: at 100k nodes MGAT's
-# training step took 17.4 s in chunks of 1 << 17 edges, 12.0 s of 1 << 15, 8.2 s of 1 << 14, and
+# training step took 17.6 s in chunks of 1 << 17 edges, 11.9 s of 1 << 15, 8.3 s of 1 << 14, and
 # no less in chunks of 1 << 13.
 CHUNK_EDGES = 1 << 14
 
