@@ -131,6 +131,7 @@ class Adjacency:
         self._transposed: Tensor | None = None
 
     def transposed(self) -> Tensor:
+        """The matrix's transpose, as a sparse CSR matrix (built on the first call)."""
         if self._transposed is None:
             crow, col = self.matrix.crow_indices(), self.matrix.col_indices()
             row = torch.repeat_interleave(
