@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 
 from mmgraph.core.config import Settings
@@ -40,7 +39,7 @@ from mmgraph.ingest.readers import RawRecord, batched
 from mmgraph.ingest.records import Location
 from mmgraph.ingest.scratch import HeldRelation, Scratch, pack, unpack
 from mmgraph.ingest.stream import ItemBatch, RunInput, endpoint_error, stream_records
-from mmgraph.ingest.timings import add_time
+from mmgraph.ingest.timings import add_time, timed_batches
 
 log = logging.getLogger(__name__)
 
@@ -192,13 +191,7 @@ class ImportSink:
             t0 = time.perf_counter()
             self.held.set_vectors(held)
             add_time(t, "hold", t0)
-        rows = self.held.rows()
-        while True:
-            t0 = time.perf_counter()
-            batch = list(islice(rows, self.options.batch_size))
-            add_time(t, "hold", t0)
-            if not batch:
-                return
+        for batch in timed_batches(self.held.rows(), self.options.batch_size, t, "hold"):
             self._write_nodes(batch)
 
     def write_relations(self, batch: list[HeldRelation]) -> None:

@@ -18,10 +18,10 @@ from mmgraph.ingest.files import HashedFiles
 from mmgraph.ingest.options import IngestOptions, IngestResult
 from mmgraph.ingest.progress import READING, RELATIONS, Progress, ProgressListener
 from mmgraph.ingest.quarantine import Quarantine
-from mmgraph.ingest.readers import RawRecord, batched, check_file
+from mmgraph.ingest.readers import RawRecord, check_file
 from mmgraph.ingest.records import Item, Location, RecordError, Relation, parse_record
 from mmgraph.ingest.scratch import HeldRelation, Scratch
-from mmgraph.ingest.timings import add_time
+from mmgraph.ingest.timings import add_time, timed_batches
 from mmgraph.ingest.validator import Validator
 
 ItemBatch = list[tuple[Location, Item, Any]]
@@ -128,13 +128,11 @@ def stream_records(
     sink.finish_items()
     total, done = scratch.relation_count(), 0
     report(RELATIONS, done, total)
-    t0 = time.perf_counter()
-    for batch in batched(scratch.relations(flag_repeats=not sink.merges), options.batch_size):
-        add_time(result.timings, "read_relations", t0)
+    relations = scratch.relations(flag_repeats=not sink.merges)
+    for batch in timed_batches(relations, options.batch_size, result.timings, "read_relations"):
         sink.write_relations(batch)
         done += len(batch)
         report(RELATIONS, done, total)
-        t0 = time.perf_counter()
     sink.finish()
     return read
 
