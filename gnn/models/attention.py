@@ -175,35 +175,21 @@ def _forward(
     out = value.new_zeros(edges.num_dst, *value.shape[1:])
     masks: list[Tensor | None] = []
     for d0, d1 in ranges:
+        src = _sources(edges, d0, d1)
         keep = None
         if p > 0:
-            e = int(edges.ptr[d1] - edges.ptr[d0])
-            keep = torch.rand(e, value.size(1), device=value.device) >= p
+            keep = torch.rand(src.numel(), value.size(1), device=value.device) >= p
         masks.append(keep)
-        src_rows = [rows(s, _sources(edges, d0, d1)) for s in sources]
+        src_rows = [rows(s, src) for s in sources]
         dst_rows = [t[d0:d1] for t in dst_side]
         out[d0:d1] = _chunk(edges, score, d0, d1, src_rows, dst_rows, extras, keep, p)
     return out, masks
 
 
-def _leaves(
-    tensors: Sequence[Tensor],
-    wanted: Sequence[bool],
-    src: Tensor,
-    n_sources: int,
-    n_dst: int,
-    d0: int,
-    d1: int,
-) -> list[Tensor]:
-    """The inputs of :class:`_Attend` as one chunk reads them, as leaves of the chunk's rebuilt
-    graph: a source tensor's rows gathered by the chunk's edges, a destination-side tensor's
-    rows ``[d0, d1)``, an extra whole."""
-    leaves = []
-    for i, (t, w) in enumerate(zip(tensors, wanted, strict=True)):
-        t = t.detach()
-        part = rows(t, src) if i < n_sources else t[d0:d1] if i < n_sources + n_dst else t
-        leaves.append(part.requires_grad_(w))
-    return leaves
+def _roles(items: Sequence[Any], n_sources: int, n_dst: int) -> tuple[Sequence[Any], ...]:
+    """The inputs of :class:`_Attend` (or one value per input) split by role: sources,
+    destination-side tensors, extras."""
+    return items[:n_sources], items[n_sources : n_sources + n_dst], items[n_sources + n_dst :]
 
 
 class _Attend(torch.autograd.Function):
@@ -221,9 +207,7 @@ class _Attend(torch.autograd.Function):
         n_dst: int,
         *tensors: Tensor,
     ) -> Tensor:
-        sources, dst_side = tensors[:n_sources], tensors[n_sources : n_sources + n_dst]
-        extras = tensors[n_sources + n_dst :]
-        out, masks = _forward(edges, score, ranges, p, sources, dst_side, extras)
+        out, masks = _forward(edges, score, ranges, p, *_roles(tensors, n_sources, n_dst))
         ctx.save_for_backward(*tensors)
         ctx.plan = (edges, score, ranges, p, n_sources, n_dst, masks)
         return out
@@ -234,33 +218,34 @@ class _Attend(torch.autograd.Function):
         tensors = ctx.saved_tensors
         wanted = ctx.needs_input_grad[6:]
         grads = [torch.zeros_like(t) if w else None for t, w in zip(tensors, wanted, strict=True)]
+        sources, dst_side, extras = _roles(tensors, n_sources, n_dst)
+        src_grads, dst_grads, extra_grads = _roles(grads, n_sources, n_dst)
         for (d0, d1), keep in zip(ranges, masks, strict=True):
             src = _sources(edges, d0, d1)
+            # The chunk's inputs, as leaves of its rebuilt graph.
+            leaves = [
+                *(rows(t.detach(), src) for t in sources),
+                *(t.detach()[d0:d1] for t in dst_side),
+                *(t.detach() for t in extras),
+            ]
             with torch.enable_grad():
-                leaves = _leaves(tensors, wanted, src, n_sources, n_dst, d0, d1)
-                out = _chunk(
-                    edges,
-                    score,
-                    d0,
-                    d1,
-                    leaves[:n_sources],
-                    leaves[n_sources : n_sources + n_dst],
-                    leaves[n_sources + n_dst :],
-                    keep,
-                    p,
-                )
-                needed = [leaf for leaf, w in zip(leaves, wanted, strict=True) if w]
+                for leaf, w in zip(leaves, wanted, strict=True):
+                    leaf.requires_grad_(w)
+                out = _chunk(edges, score, d0, d1, *_roles(leaves, n_sources, n_dst), keep, p)
+                needed = [leaf for leaf in leaves if leaf.requires_grad]
                 found = iter(torch.autograd.grad(out, needed, grad_out[d0:d1], allow_unused=True))
-            for i, w in enumerate(wanted):
-                g = next(found) if w else None
-                if g is None:
-                    continue
-                if i < n_sources:
-                    grads[i].index_add_(0, src, g)
-                elif i < n_sources + n_dst:
-                    grads[i][d0:d1] += g
-                else:
-                    grads[i] += g
+            chunk_src, chunk_dst, chunk_extra = _roles(
+                [next(found) if w else None for w in wanted], n_sources, n_dst
+            )
+            for g, total in zip(chunk_src, src_grads, strict=True):
+                if g is not None:
+                    total.index_add_(0, src, g)
+            for g, total in zip(chunk_dst, dst_grads, strict=True):
+                if g is not None:
+                    total[d0:d1] += g
+            for g, total in zip(chunk_extra, extra_grads, strict=True):
+                if g is not None:
+                    total += g
         return (None,) * 6 + tuple(grads)
 
 
