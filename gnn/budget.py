@@ -6,10 +6,11 @@ The estimate measures rather than models: the training step (forward pass and lo
 small stand-ins of the epoch's graph, the same schema and features with every node and edge
 count scaled by ``p`` and ``2p`` (random edges: the memory of a step depends on the sizes, not
 on who links to whom), while a saved-tensor hook adds up the activations autograd keeps for the
-backward pass. The line through the two is extrapolated to the whole graph, and the peak is
-taken as the tensors resident anyway (features, edges), the epoch's copies of the edges, and
-the activations with :data:`BACKWARD_FACTOR` for the gradients and temporaries of the backward
-pass. Any model is estimated the same way, with its own options.
+backward pass (for a model that recomputes its layers in the backward pass, measured both ways:
+see :meth:`Activations.recomputing`). The line through the two is extrapolated to the whole
+graph, and the peak is taken as the tensors resident anyway (features, edges), the epoch's
+copies of the edges, and the activations with :data:`BACKWARD_FACTOR` for the gradients and
+temporaries of the backward pass. Any model is estimated the same way, with its own options.
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ class Activations:
         )
         slope = max(large - small, 0) / (probe / 2)
         return cls(max(small - slope * probe / 2, 0.0), slope)
+
+    def recomputing(self, whole: Activations, layers: int) -> Activations:
+        """The activations of a step that keeps these (``self``: measured with its layers'
+        activations recomputed in the backward pass) and rebuilds the rest of ``whole``
+        (measured with them kept) one layer at a time: at most a ``layers``-th of the rest
+        at once."""
+        return Activations(
+            self.intercept + max(whole.intercept - self.intercept, 0.0) / layers,
+            self.slope + max(whole.slope - self.slope, 0.0) / layers,
+        )
 
     def peak(self, scale: float) -> int:
         """Peak bytes of the step at ``scale``, with :data:`BACKWARD_FACTOR`."""

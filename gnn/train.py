@@ -272,13 +272,7 @@ def plan_training(
         graph, supervision = split.train_graph(torch.Generator().manual_seed(config.seed))
         graph = graph.to(device)
         objective.train()
-        activations = Activations.measure(
-            split,
-            graph,
-            lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
-            objective.parameters(),
-            LOSS_CHUNK,
-        )
+        activations = _activations(objective, split, graph)
         if config.batch_size is not None:
             full = full_batch_bytes(split, graph, activations)
             return Plan("mini", budget, full, config.batch_size)
@@ -293,6 +287,31 @@ def plan_training(
             lambda b: _batch_share(graph, supervision, sampler, b),
             sizes,
         )
+
+
+def _activations(objective: Objective, split: LinkSplit, graph: HeteroData) -> Activations:
+    """What a step of ``objective`` keeps for its backward pass (:mod:`mmgraph.gnn.budget`),
+    with the layers a model recomputes counted one layer at a time."""
+
+    def measure() -> Activations:
+        return Activations.measure(
+            split,
+            graph,
+            lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
+            objective.parameters(),
+            LOSS_CHUNK,
+        )
+
+    model = objective.model
+    kept = measure()
+    if not model.recompute_layers:
+        return kept
+    model.recompute_layers = False
+    try:
+        whole = measure()
+    finally:
+        model.recompute_layers = True
+    return kept.recomputing(whole, model.num_layers)
 
 
 def _batch_share(

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 
 from mmgraph.core.errors import InvalidArgumentError
@@ -204,6 +205,9 @@ class EmbeddingModel(torch.nn.Module):
 
     name: ClassVar[str]
     uses_graph: ClassVar[bool]
+    recompute_layers: bool = False
+    """Whether :meth:`layer` rebuilds its layers' activations in the backward pass instead of
+    keeping them (models whose layers keep much per call turn it on)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -249,6 +253,14 @@ class EmbeddingModel(torch.nn.Module):
         self.out_channels = out_channels
         self.num_layers = num_layers
         self.dropout = dropout
+
+    def layer(self, module: torch.nn.Module, *args: Any) -> Any:
+        """``module(*args)``; with :attr:`recompute_layers`, in training with grad, through
+        torch's non-reentrant checkpoint: autograd keeps only the layer's inputs and rebuilds the
+        rest during the backward pass, one layer at a time, for about one more forward pass."""
+        if self.recompute_layers and self.training and torch.is_grad_enabled():
+            return checkpoint(module, *args, use_reentrant=False)
+        return module(*args)
 
     @property
     def embedding_dim(self) -> int:

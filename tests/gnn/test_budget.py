@@ -12,7 +12,7 @@ import torch
 from mmgraph.gnn.budget import Activations, epoch_bytes
 from mmgraph.gnn.models import MODELS, GraphMeta
 from mmgraph.gnn.split import SplitConfig, split_graph
-from mmgraph.gnn.train import LOSS_CHUNK, Objective, TrainConfig, train_model
+from mmgraph.gnn.train import LOSS_CHUNK, Objective, TrainConfig, plan_training, train_model
 
 from .test_experiment import _community_graph
 
@@ -94,3 +94,28 @@ def test_the_chunked_loss_does_not_grow_the_estimate(split) -> None:
         )
         slopes.append(activations.slope)
     assert slopes[0] == pytest.approx(slopes[1], rel=1e-6)
+
+
+def test_recomputed_layers_are_estimated_one_layer_at_a_time(split) -> None:
+    """HGT rebuilds its layers in the backward pass: its estimate lies between keeping only the
+    layers' inputs and keeping everything, and the plan counts one layer of the difference."""
+    model = _model(split, "hgt")
+    objective = Objective(model, TrainConfig())
+    graph, _ = split.train_graph(torch.Generator().manual_seed(0))
+    measured = {}
+    for recompute in (True, False):
+        model.recompute_layers = recompute
+        measured[recompute] = Activations.measure(
+            split,
+            graph,
+            lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
+            model.parameters(),
+            LOSS_CHUNK,
+        )
+    assert measured[True].slope < measured[False].slope
+    model.recompute_layers = True
+    planned = plan_training(objective, split, TrainConfig(), torch.device("cpu"))
+    expected = measured[True].recomputing(measured[False], model.num_layers)
+    assert planned.full_batch_bytes == epoch_bytes(split, graph) + expected.peak(1.0)
+    assert measured[True].peak(1.0) < expected.peak(1.0) < measured[False].peak(1.0)
+    assert model.recompute_layers
