@@ -167,14 +167,29 @@ def isolated_view(
 
 
 def relu_dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """``dropout(relu(x))``, computed as ``relu(dropout(x))`` (the same values and random draws)
-    with the ReLU in place on dropout's fresh output in training: autograd then keeps one tensor
-    and dropout's byte mask instead of two tensors (half a gigabyte per use at a million nodes
-    and 128 channels)."""
-    # Dropout hands back its input itself when it has nothing to do (not training, p = 0, no
-    # elements): only a fresh output may take the ReLU in place.
-    fresh = training and p > 0 and x.numel() > 0
-    return F.relu(F.dropout(x, p=p, training=training), inplace=fresh)
+    """``dropout(relu(x))`` with the random draws of torch's dropout on the CPU, keeping for the
+    backward pass one byte per element (where the output is positive) instead of dropout's
+    float noise and a second tensor: at a million nodes and 128 channels, 0.4 GB less per use."""
+    if not (training and p > 0 and x.numel() > 0):
+        return F.relu(x)
+    return _ReluDropout.apply(x, p)
+
+
+class _ReluDropout(torch.autograd.Function):
+    """:func:`relu_dropout` in training: the output is written into the noise tensor, and its
+    gradient is the incoming one where the output is positive, scaled as dropout scales."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, p: float) -> Tensor:  # type: ignore[override]
+        out = torch.empty_like(x).bernoulli_(1 - p).div_(1 - p).mul_(x).relu_()
+        ctx.save_for_backward(out > 0)
+        ctx.scale = 1 / (1 - p)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (positive,) = ctx.saved_tensors
+        return grad * positive * ctx.scale, None
 
 
 def rows(x: Tensor, index: Tensor) -> Tensor:
@@ -272,6 +287,11 @@ class EmbeddingModel(torch.nn.Module):
     def device(self) -> torch.device:
         """Where the parameters live (inputs are moved there)."""
         return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype (features are cast to it)."""
+        return next(self.parameters()).dtype
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
         """Node type -> ``(num_nodes, embedding_dim)`` embeddings, for every node type of the

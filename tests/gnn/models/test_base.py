@@ -1,4 +1,4 @@
-"""Shared pieces of the models: ReLU and dropout as one step with one tensor kept."""
+"""Shared pieces of the models: ReLU and dropout as one step that keeps a byte mask."""
 
 from __future__ import annotations
 
@@ -32,3 +32,16 @@ def test_relu_dropout_leaves_a_parameters_view_alone(shape: tuple[int, int]) -> 
     out.sum().backward()
     assert out.shape == shape
     torch.testing.assert_close(vector.detach(), before)
+
+
+def test_relu_dropout_keeps_one_byte_per_element() -> None:
+    saved = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor)
+        return tensor
+
+    x = torch.randn(64, 8, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        relu_dropout(x * 1.0, 0.4, training=True)
+    assert [(t.dtype, t.shape) for t in saved] == [(torch.bool, x.shape)]

@@ -33,3 +33,14 @@ def test_two_layers_on_one_adjacency_match_pyg() -> None:
     torch.testing.assert_close(got, want)
     for a, b in zip(got_grads, want_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_the_adjacency_and_its_transpose_hold_32_bit_indices() -> None:
+    g = torch.Generator().manual_seed(1)
+    n = 30
+    edge_index = torch.randint(0, n, (2, 200), generator=g)
+    adjacency = Adjacency(normalized_adjacency(edge_index, n, torch.float32))
+    transposed = adjacency.transposed()
+    for matrix in (adjacency.matrix, transposed):
+        assert matrix.crow_indices().dtype == matrix.col_indices().dtype == torch.int32
+    torch.testing.assert_close(transposed.to_dense(), adjacency.matrix.to_dense().t())
