@@ -377,13 +377,21 @@ class ChunkedHGTConv(HGTConv):
         edge type, and each type's first row: one batched product per edge type and head
         instead of sorted copies of every key and value."""
         T = len(self.edge_types)
-        keys, values, offset, start = [], [], {}, 0
+        offset, start = {}, 0
         for edge_type in edge_index_dict:
-            i = self.edge_types_map[edge_type]
-            src = edge_type[0]
-            # weight[h * T + i] maps head h of this edge type (PyG's type_vec order)
-            keys.append(torch.einsum("nhd,hde->nhe", k_dict[src], self.k_rel.weight[i::T]))
-            values.append(torch.einsum("nhd,hde->nhe", v_dict[src], self.v_rel.weight[i::T]))
             offset[edge_type] = start
-            start += k_dict[src].size(0)
-        return torch.cat(keys), torch.cat(values), offset
+            start += k_dict[edge_type[0]].size(0)
+
+        def stacked(x_dict: dict[str, Tensor], rel: torch.nn.Module) -> Tensor:
+            # weight[h * T + i] maps head h of edge type i (PyG's type_vec order); one stack
+            # at a time, so that the keys' parts are gone before the values' are made.
+            return torch.cat(
+                [
+                    torch.einsum(
+                        "nhd,hde->nhe", x_dict[et[0]], rel.weight[self.edge_types_map[et] :: T]
+                    )
+                    for et in edge_index_dict
+                ]
+            )
+
+        return stacked(k_dict, self.k_rel), stacked(v_dict, self.v_rel), offset
