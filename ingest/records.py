@@ -179,8 +179,11 @@ class Relation(BaseModel):
 Record = Item | Relation
 _RECORD = TypeAdapter(Annotated[Record, Field(discriminator="kind")])
 # Straight from JSON text: an item has no ``src`` (extra fields are refused) and a relation must
-# have one, so trying the item first picks the record kind the discriminator above would.
+# have one, so a record is valid as at most one of them and either order picks the kind the
+# discriminator above would. A line that names ``"src"`` tries the relation first: a relation
+# tried as an item first was validated twice (0.9 us a line, 0.2 s per 100k items' relations).
 _RECORD_TEXT = TypeAdapter(Annotated[Record, Field(union_mode="left_to_right")])
+_RELATION_FIRST = TypeAdapter(Annotated[Relation | Item, Field(union_mode="left_to_right")])
 
 
 class JsonText(str):
@@ -238,7 +241,8 @@ def parse_record(raw: Any, location: Location) -> Record:
     ``src``, else an item."""
     if isinstance(raw, JsonText):
         try:
-            return _RECORD_TEXT.validate_json(raw)
+            adapter = _RELATION_FIRST if '"src"' in raw else _RECORD_TEXT
+            return adapter.validate_json(raw)
         except ValidationError:
             # Refused (or text pydantic's parser does not take, such as a lone surrogate escape):
             # parsed and validated as any other record, for the same errors, fields and messages.
