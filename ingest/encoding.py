@@ -29,7 +29,7 @@ from mmgraph.ingest.encoders.image import DEFAULT_MAX_PIXELS
 from mmgraph.ingest.numbers import NumberEncoders
 from mmgraph.ingest.options import IngestOptions
 from mmgraph.ingest.quarantine import Quarantine
-from mmgraph.ingest.records import Item, Location, RecordError
+from mmgraph.ingest.records import FloatVector, Item, Location, RecordError
 from mmgraph.ingest.timings import add_time
 
 # Images decoded before they are encoded: bounds the memory of decoded pixels (150 KB each).
@@ -151,10 +151,12 @@ def encode_items(
     vectors: list[dict[str, tuple[np.ndarray, str]]] = [{} for _ in kept]
     for row, vector in image_vectors.items():
         vectors[row]["image"] = vector
-    given: dict[tuple[str, str], dict[int, list[float]]] = {}
+    given: dict[tuple[str, str], dict[int, Any]] = {}
     for i, item in enumerate(kept):
         for name, values in (item.vectors or {}).items():
-            given.setdefault((item.type, name), {})[i] = values
+            # A validated vector brings its float32 array: the list is not converted again.
+            array = values.array if isinstance(values, FloatVector) else values
+            given.setdefault((item.type, name), {})[i] = array
     for (_, name), rows in given.items():
         _encode_into(vectors, name, rows, lambda name=name: PrecomputedEncoder(name), timings)
     if options.encode_text:

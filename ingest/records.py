@@ -94,19 +94,31 @@ def _relation_properties(props: dict[str, Any]) -> dict[str, Any]:
     return _properties(props, RESERVED_RELATION_PROPERTIES)
 
 
+class FloatVector(list):
+    """A validated vector: its values as the record gave them, and ``array``, the same values as
+    the float32 array that is written, made once while they were checked."""
+
+    __slots__ = ("array",)
+
+
 def _finite_vector(values: list[float]) -> list[float]:
     """Refuse a value that is not finite once stored as float32 (NaN, infinity, or beyond
-    float32's range), in three passes in C over the list, not a Python call per element: a sum
-    that is finite holds no NaN or infinity; its max and min bound the range. (A sum that
-    overflows is checked value by value.)"""
+    float32's range): one conversion of the list in C, whose extremes bound the range (NaN fails
+    the bound too). The values come back as a :class:`FloatVector` holding that array, so the
+    list is not converted again when it is written (checking it, then converting it again, took
+    a fifth of the item stage's 105 s at 1M items)."""
     if not values:
         return values  # refused by name with the other vectors' checks
-    if math.isfinite(sum(values)) and min(values) >= -FLOAT32_MAX and max(values) <= FLOAT32_MAX:
-        return values
-    bad = [i for i, v in enumerate(values) if not abs(v) <= FLOAT32_MAX]
-    if not bad:
-        return values
-    raise ValueError(f"value {bad[0]} ({values[bad[0]]}) is not a finite float32 number")
+    try:
+        array = np.fromiter(values, dtype=np.float64, count=len(values))
+    except OverflowError:  # an integer beyond float64: named below
+        array = None
+    if array is None or not (array.max() <= FLOAT32_MAX and array.min() >= -FLOAT32_MAX):
+        bad = next(i for i, v in enumerate(values) if not abs(v) <= FLOAT32_MAX)
+        raise ValueError(f"value {bad} ({values[bad]}) is not a finite float32 number")
+    vector = FloatVector(values)
+    vector.array = array.astype(np.float32)
+    return vector
 
 
 def _finite_numbers(numbers: dict[str, float]) -> dict[str, float]:
@@ -179,8 +191,11 @@ class Relation(BaseModel):
 Record = Item | Relation
 _RECORD = TypeAdapter(Annotated[Record, Field(discriminator="kind")])
 # Straight from JSON text: an item has no ``src`` (extra fields are refused) and a relation must
-# have one, so trying the item first picks the record kind the discriminator above would.
+# have one, so a record is valid as at most one of them and either order picks the kind the
+# discriminator above would. A line that names ``"src"`` tries the relation first: a relation
+# tried as an item first was validated twice (0.9 us a line, 0.2 s per 100k items' relations).
 _RECORD_TEXT = TypeAdapter(Annotated[Record, Field(union_mode="left_to_right")])
+_RELATION_FIRST = TypeAdapter(Annotated[Relation | Item, Field(union_mode="left_to_right")])
 
 
 class JsonText(str):
@@ -238,7 +253,8 @@ def parse_record(raw: Any, location: Location) -> Record:
     ``src``, else an item."""
     if isinstance(raw, JsonText):
         try:
-            return _RECORD_TEXT.validate_json(raw)
+            adapter = _RELATION_FIRST if '"src"' in raw else _RECORD_TEXT
+            return adapter.validate_json(raw)
         except ValidationError:
             # Refused (or text pydantic's parser does not take, such as a lone surrogate escape):
             # parsed and validated as any other record, for the same errors, fields and messages.

@@ -95,3 +95,18 @@ def test_quarantine_and_scratch_show_json_text_as_its_value(tmp_path: Path) -> N
         first, second = (held.raw() for held in scratch.relations())
     assert isinstance(first, JsonText) and first == line
     assert second == {"src": "a", "dst": "b", "type": "R"}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"uid": "a", "type": "A", "text": "src"}',
+        '{"uid": "a", "type": "A", "props": {"src": "b"}}',
+        '{"kind": "item", "uid": "a", "type": "A", "src": "b"}',
+        '{"src": "a", "dst": "b", "type": "R", "props": {"uid": "c"}}',
+    ],
+)
+def test_a_line_naming_src_is_the_record_kind_its_fields_make_it(line: str) -> None:
+    # A line that names "src" is tried as a relation first: an item (or a refusal) that names it
+    # in a value comes out as parsing the line first gives.
+    assert _outcome(JsonText(line)) == _outcome(json.loads(line))

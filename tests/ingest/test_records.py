@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mmgraph.ingest.records import Item, Location, RecordError, Relation, parse_record
@@ -72,3 +73,12 @@ def test_bad_records_name_field_and_reason(raw: dict, field: str, message: str) 
 def test_a_record_must_be_an_object() -> None:
     with pytest.raises(RecordError, match="expected an object"):
         parse_record([1, 2], HERE)
+
+
+def test_a_validated_vector_brings_the_float32_array_that_is_written() -> None:
+    item = parse_record({"uid": "e:1", "type": "Emoji", "vectors": {"clip": [1, 0.1]}}, HERE)
+    assert isinstance(item, Item)
+    vector = item.vectors["clip"]
+    assert vector == [1.0, 0.1]
+    assert vector.array.dtype == np.float32
+    np.testing.assert_array_equal(vector.array, np.array([1.0, 0.1], dtype=np.float32))
