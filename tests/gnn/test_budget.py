@@ -46,6 +46,16 @@ def test_the_budget_comes_from_the_environment(split, monkeypatch) -> None:
     assert (result.mode, result.memory_budget) == ("mini", 10_000)
 
 
+def _measure(objective: Objective, split, graph, loss_chunk: int = LOSS_CHUNK) -> Activations:
+    return Activations.measure(
+        split,
+        graph,
+        lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
+        objective.parameters(),
+        loss_chunk,
+    )
+
+
 def _live_tensors() -> int:
     gc.collect()
     return sum(1 for o in gc.get_objects() if type(o) in (torch.Tensor, torch.nn.Parameter))
@@ -56,22 +66,12 @@ def test_the_estimate_grows_with_the_graph(split, name: str) -> None:
     model = _model(split, name)
     objective = Objective(model, TrainConfig())
     graph, _ = split.train_graph(torch.Generator().manual_seed(0))
-
-    def measure() -> Activations:
-        return Activations.measure(
-            split,
-            graph,
-            lambda g, sup: objective(g, sup, torch.Generator()),
-            model.parameters(),
-            LOSS_CHUNK,
-        )
-
-    activations = measure()
+    activations = _measure(objective, split, graph)
     assert activations.slope > 0
     assert activations.peak(2.0) > activations.peak(1.0) > activations.peak(0.1)
     # Nothing the measured steps made outlives them (their loss tensors once did: 0.9 GB).
     before = _live_tensors()
-    assert measure() == activations
+    assert _measure(objective, split, graph) == activations
     assert _live_tensors() == before
     assert epoch_bytes(split, graph) > 0
 
@@ -85,14 +85,7 @@ def test_the_chunked_loss_does_not_grow_the_estimate(split) -> None:
     slopes = []
     for ratio in (0.3, 0.6):
         supervised = replace(split, config=replace(split.config, supervision_ratio=ratio))
-        activations = Activations.measure(
-            supervised,
-            graph,
-            lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
-            model.parameters(),
-            loss_chunk=4,
-        )
-        slopes.append(activations.slope)
+        slopes.append(_measure(objective, supervised, graph, loss_chunk=4).slope)
     assert slopes[0] == pytest.approx(slopes[1], rel=1e-6)
 
 
@@ -105,13 +98,7 @@ def test_recomputed_layers_are_estimated_one_layer_at_a_time(split) -> None:
     measured = {}
     for recompute in (True, False):
         model.recompute_layers = recompute
-        measured[recompute] = Activations.measure(
-            split,
-            graph,
-            lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
-            model.parameters(),
-            LOSS_CHUNK,
-        )
+        measured[recompute] = _measure(objective, split, graph)
     assert measured[True].slope < measured[False].slope
     model.recompute_layers = True
     planned = plan_training(objective, split, TrainConfig(), torch.device("cpu"))
