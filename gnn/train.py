@@ -289,26 +289,30 @@ def plan_training(
         )
 
 
+def step_activations(
+    objective: Objective, split: LinkSplit, graph: HeteroData, loss_chunk: int = LOSS_CHUNK
+) -> Activations:
+    """What a step of ``objective`` on stand-ins of ``graph`` keeps for its backward pass, as
+    the model is set now (:meth:`mmgraph.gnn.budget.Activations.measure`)."""
+    return Activations.measure(
+        split,
+        graph,
+        lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
+        objective.parameters(),
+        loss_chunk,
+    )
+
+
 def _activations(objective: Objective, split: LinkSplit, graph: HeteroData) -> Activations:
     """What a step of ``objective`` keeps for its backward pass (:mod:`mmgraph.gnn.budget`),
     with the layers a model recomputes counted one layer at a time."""
-
-    def measure() -> Activations:
-        return Activations.measure(
-            split,
-            graph,
-            lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
-            objective.parameters(),
-            LOSS_CHUNK,
-        )
-
     model = objective.model
-    kept = measure()
+    kept = step_activations(objective, split, graph)
     if not model.recompute_layers:
         return kept
     model.recompute_layers = False
     try:
-        whole = measure()
+        whole = step_activations(objective, split, graph)
     finally:
         model.recompute_layers = True
     return kept.recomputing(whole, model.num_layers)

@@ -9,10 +9,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from mmgraph.gnn.budget import Activations, epoch_bytes
+from mmgraph.gnn.budget import epoch_bytes
 from mmgraph.gnn.models import MODELS, GraphMeta
 from mmgraph.gnn.split import SplitConfig, split_graph
-from mmgraph.gnn.train import LOSS_CHUNK, Objective, TrainConfig, plan_training, train_model
+from mmgraph.gnn.train import (
+    Objective,
+    TrainConfig,
+    plan_training,
+    step_activations,
+    train_model,
+)
 
 from .test_experiment import _community_graph
 
@@ -46,16 +52,6 @@ def test_the_budget_comes_from_the_environment(split, monkeypatch) -> None:
     assert (result.mode, result.memory_budget) == ("mini", 10_000)
 
 
-def _measure(objective: Objective, split, graph, loss_chunk: int = LOSS_CHUNK) -> Activations:
-    return Activations.measure(
-        split,
-        graph,
-        lambda g, sup: objective(g, sup, torch.Generator().manual_seed(0)),
-        objective.parameters(),
-        loss_chunk,
-    )
-
-
 def _live_tensors() -> int:
     gc.collect()
     return sum(1 for o in gc.get_objects() if type(o) in (torch.Tensor, torch.nn.Parameter))
@@ -66,12 +62,12 @@ def test_the_estimate_grows_with_the_graph(split, name: str) -> None:
     model = _model(split, name)
     objective = Objective(model, TrainConfig())
     graph, _ = split.train_graph(torch.Generator().manual_seed(0))
-    activations = _measure(objective, split, graph)
+    activations = step_activations(objective, split, graph)
     assert activations.slope > 0
     assert activations.peak(2.0) > activations.peak(1.0) > activations.peak(0.1)
     # Nothing the measured steps made outlives them (their loss tensors once did: 0.9 GB).
     before = _live_tensors()
-    assert _measure(objective, split, graph) == activations
+    assert step_activations(objective, split, graph) == activations
     assert _live_tensors() == before
     assert epoch_bytes(split, graph) > 0
 
@@ -85,7 +81,7 @@ def test_the_chunked_loss_does_not_grow_the_estimate(split) -> None:
     slopes = []
     for ratio in (0.3, 0.6):
         supervised = replace(split, config=replace(split.config, supervision_ratio=ratio))
-        slopes.append(_measure(objective, supervised, graph, loss_chunk=4).slope)
+        slopes.append(step_activations(objective, supervised, graph, loss_chunk=4).slope)
     assert slopes[0] == pytest.approx(slopes[1], rel=1e-6)
 
 
@@ -98,7 +94,7 @@ def test_recomputed_layers_are_estimated_one_layer_at_a_time(split) -> None:
     measured = {}
     for recompute in (True, False):
         model.recompute_layers = recompute
-        measured[recompute] = _measure(objective, split, graph)
+        measured[recompute] = step_activations(objective, split, graph)
     assert measured[True].slope < measured[False].slope
     model.recompute_layers = True
     planned = plan_training(objective, split, TrainConfig(), torch.device("cpu"))
