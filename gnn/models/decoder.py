@@ -9,6 +9,8 @@ from torch import Tensor
 
 from mmgraph.gnn.models.base import ModelConfigError, edge_key
 
+SCALE = 20.0
+
 
 class DistMultDecoder(torch.nn.Module):
     r"""The DistMult decoder from the `"Embedding Entities and Relations for Learning and
@@ -18,11 +20,16 @@ class DistMultDecoder(torch.nn.Module):
     .. math::
         s(u, r, v) = \sum_k z_{u,k} \, w_{r,k} \, z_{v,k}
 
-    with :math:`w_r` initialised to ones (a plain dot product).
+    with :math:`w_r` initialised to ``scale`` times ones: a dot product at a softmax
+    temperature of ``1 / scale``. The models' embeddings start near unit norm (the input skip
+    maps L2-normalised inputs orthogonally), so a plain dot product gives logits within about
+    ±1, too flat for a softmax over 128 negatives, and Adam grows :math:`w_r` by about the
+    learning rate a step: training spent its first hundred full-batch epochs on the scale.
 
     Args:
         edge_types (Sequence[Tuple[str, str, str]]): The edge types scored.
         channels (int): Embedding size.
+        scale (float): The relations' initial value.
 
     Shapes:
         - **input:** source and target embeddings :math:`(E, F)` each
@@ -30,10 +37,15 @@ class DistMultDecoder(torch.nn.Module):
           :math:`(B, K, F)` candidates give :math:`(B, G, K)`
     """
 
-    def __init__(self, edge_types: Sequence[Sequence[str]], channels: int) -> None:
+    def __init__(
+        self, edge_types: Sequence[Sequence[str]], channels: int, scale: float = SCALE
+    ) -> None:
         super().__init__()
         if channels < 1:
             raise ModelConfigError(f"channels must be positive, got {channels!r}")
+        if not scale > 0:
+            raise ModelConfigError(f"scale must be positive, got {scale!r}")
+        self.scale = scale
         self.edge_types = tuple(tuple(et) for et in edge_types)
         self.rel = torch.nn.ParameterDict(
             {edge_key(et): torch.nn.Parameter(torch.empty(channels)) for et in self.edge_types}
@@ -41,9 +53,9 @@ class DistMultDecoder(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Every relation back to ones."""
+        """Every relation back to ``scale`` times ones."""
         for weight in self.rel.values():
-            torch.nn.init.ones_(weight)
+            torch.nn.init.constant_(weight, self.scale)
 
     def relation(self, edge_type: Sequence[str]) -> Tensor:
         """The diagonal of ``edge_type``; refuses an edge type that is not a target."""

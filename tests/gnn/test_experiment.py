@@ -234,7 +234,9 @@ def test_link_probabilities_are_calibrated_on_held_out_edges() -> None:
         train_config=TrainConfig(epochs=25, patience=25, seed=0),
         model_options={"hidden_channels": 32, "out_channels": 32},
     )
-    bins = [(mean, rate) for mean, rate, count in result.metrics["reliability"] if count >= 30]
+    # Bins of at least 100 draws: at a rate near 0.2 a bin of 30 has a standard error of 0.07,
+    # so a bound of 0.1 on every such bin failed by chance.
+    bins = [(mean, rate) for mean, rate, count in result.metrics["reliability"] if count >= 100]
     assert len(bins) >= 2  # the test edges and candidates fill more than one bin
     for mean, rate in bins:
         assert abs(mean - rate) <= 0.1, (mean, rate)

@@ -91,10 +91,17 @@ def test_isolated_view_refuses_what_the_schema_lacks(
         isolated_view(toy_graph(), node_type, modality, torch.ones(2, dim))
 
 
-def test_distmult_starts_as_a_dot_product() -> None:
-    decoder = DistMultDecoder(TARGETS, 4)
+def test_distmult_starts_as_a_scaled_dot_product() -> None:
     a, b = torch.randn(3, 4), torch.randn(3, 4)
-    assert torch.allclose(decoder(a, b, TARGETS[0]), (a * b).sum(-1))
+    for scale in (1.0, 10.0):
+        decoder = DistMultDecoder(TARGETS, 4, scale=scale)
+        assert torch.allclose(decoder(a, b, TARGETS[0]), scale * (a * b).sum(-1))
+    with torch.no_grad():
+        decoder.relation(TARGETS[0]).fill_(1.0)
+    decoder.reset_parameters()
+    assert torch.all(decoder.relation(TARGETS[0]) == 10.0)
+    with pytest.raises(ModelConfigError, match="scale"):
+        DistMultDecoder(TARGETS, 4, scale=0.0)
 
 
 def test_mgat_weights_cover_exactly_the_present_modalities() -> None:
