@@ -39,7 +39,7 @@ from mmgraph.ingest.progress import FINISHING, IMPORTING, Progress, ProgressList
 from mmgraph.ingest.quarantine import Quarantine
 from mmgraph.ingest.readers import RawRecord, batched
 from mmgraph.ingest.records import Item, Location
-from mmgraph.ingest.scratch import HeldRelation, Scratch, pack, unpack
+from mmgraph.ingest.scratch import HeldRelation, PlainRelation, Scratch, pack, unpack
 from mmgraph.ingest.stream import ItemBatch, RunInput, endpoint_error, stream_records
 from mmgraph.ingest.timings import add_time, timed_batches
 
@@ -232,6 +232,13 @@ class ImportSink:
         add_time(self.result.timings, "write_files", t0)
         self.result.relationships_written += len(rows)
         self.result.relationships_created += len(rows)
+
+    def write_plain_relations(self, batch: list[PlainRelation]) -> None:
+        t0 = time.perf_counter()
+        self.files.add_plain_relationships(batch)
+        add_time(self.result.timings, "write_files", t0)
+        self.result.relationships_written += len(batch)
+        self.result.relationships_created += len(batch)
 
     def finish(self) -> None:
         return None
