@@ -1,14 +1,17 @@
-"""A bulk load's scratch file and import files without Neo4j: one transaction, and the relations
-it writes as bare rows."""
+"""A bulk load's scratch file and import files without Neo4j: one transaction, the relations it
+writes as bare rows, and the node files its worker process writes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from mmgraph.graph.import_files import ImportFiles
-from mmgraph.graph.store import RelRow
+from mmgraph.graph.store import NodeRow, RelRow
 from mmgraph.ingest.bulk import ImportSink
 from mmgraph.ingest.encoding import Encoders
+from mmgraph.ingest.node_files import NodeFilesWriter
 from mmgraph.ingest.options import IngestOptions, IngestResult
 from mmgraph.ingest.quarantine import Quarantine
 from mmgraph.ingest.records import Location, Relation
@@ -23,7 +26,9 @@ def test_the_import_sink_adds_its_tables_inside_the_scratch_files_transaction(
         assert scratch.db.in_transaction
         files = ImportFiles(tmp_path, "run")
         quarantine = Quarantine(options.quarantine_dir, "run")
-        ImportSink(files, options, Encoders(), scratch, quarantine, IngestResult("run"))
+        with NodeFilesWriter(tmp_path, "run") as node_files:
+            result = IngestResult("run")
+            ImportSink(files, node_files, options, Encoders(), scratch, quarantine, result)
         # Otherwise every later write to the scratch file would be a transaction of its own.
         assert scratch.db.in_transaction
 
@@ -66,3 +71,29 @@ def test_plain_relationships_are_the_rows_of_relationships_without_properties(
     assert plain.relationships == full.relationships == 2
     assert plain_group.header.read_text() == full_group.header.read_text()
     assert plain_group.data.read_bytes() == full_group.data.read_bytes()
+
+
+def test_the_node_files_worker_writes_the_files_import_files_writes(tmp_path: Path) -> None:
+    vector = np.array([1.5, -2.25, 3e-8], dtype=np.float32)
+    rows = [
+        (position, NodeRow(f"n{position}", "Item", {"rank": position, "none": []}))
+        for position in range(1, 40)
+    ] + [(40, NodeRow("v", "Item", {"text": "two\nlines"}, {"emb": (vector, "emb@given")}))]
+    direct = ImportFiles(tmp_path / "direct", "run")
+    direct.folder.mkdir()
+    later = direct.add_nodes([row for _, row in rows])
+    (tmp_path / "worker").mkdir()
+    with NodeFilesWriter(tmp_path / "worker", "run") as writer:
+        sent_back = [*writer.add(rows[:10]), *writer.add(rows[10:])]
+        groups, last = writer.close()
+    assert sorted(sent_back + last, key=lambda p: p[0]) == [
+        (position, NodeRow(f"n{position}", "Item", {"none": []})) for position in range(1, 40)
+    ]
+    assert len(later) == 39
+    expected, _ = direct.close()
+    assert [(g.header.name, g.data.name, g.multiline) for g in groups] == [
+        (g.header.name, g.data.name, g.multiline) for g in expected
+    ]
+    for group, same in zip(groups, expected, strict=True):
+        assert group.header.read_bytes() == same.header.read_bytes()
+        assert group.data.read_bytes() == same.data.read_bytes()
