@@ -28,6 +28,7 @@ from mmgraph.graph.schema import ENTITY_LABEL
 from mmgraph.graph.store import NodeRow, RelRow
 
 ARRAY_DELIMITER = "\x1f"
+_QUOTE, _QUOTES = '"', '""'
 ARRAY_DELIMITER_OPTION = "U+001F"
 _SCALAR_TYPES = ((bool, "boolean"), (int, "long"), (float, "double"), (str, "string"))
 _NODE_HEADER = ("uid:ID(Entity)", ":LABEL", "type", "source")
@@ -124,6 +125,19 @@ class ImportFiles:
             )
         self.relationships += len(rows)
         return later
+
+    def add_plain_relationships(self, rows: Sequence[tuple[str, str, str, float]]) -> None:
+        """Write relationship rows without properties, given as (src, dst, type, weight) (each
+        (src, type, dst) once in the whole import): one string format a row, no row objects."""
+        out = self._file("relationships", _RELATIONSHIP_HEADER, (), False)
+        source = _text(self.run_id)
+        text = "".join(
+            f'"{src.replace(_QUOTE, _QUOTES)}","{dst.replace(_QUOTE, _QUOTES)}",'
+            f"{kind},{weight!r},{source}\n"
+            for src, dst, kind, weight in rows
+        )
+        out.write(text.encode())
+        self.relationships += len(rows)
 
     def close(self) -> tuple[list[ImportGroup], list[ImportGroup]]:
         """Close every file; the node groups and the relationship groups to import."""

@@ -1,14 +1,16 @@
 """The bulk first load: a run's validated, encoded records written as the files of Neo4j's
-offline importer (:mod:`mmgraph.graph.import_files`) and imported into the empty local database
-(:mod:`mmgraph.graph.bulk_load`), giving the graph a transactional run would write.
+offline importer (:mod:`mmgraph.graph.import_files`; the node files by a worker process,
+:mod:`.node_files`) and imported into the empty local database (:mod:`mmgraph.graph.bulk_load`),
+giving the graph a transactional run would write.
 
 Validation, quarantine and encoding are those of every run (:mod:`.stream`). What the importer
 cannot do is done by the transactional upsert once the import is done, in input order: an item
 whose uid came earlier in the input (the importer takes each uid once; the upsert merges), a
 relation whose (src, type, dst) may repeat (all its occurrences), values CSV cannot carry (see
-:mod:`mmgraph.graph.import_files`), and ``num`` vectors of a uid first written without numbers.
-Items awaiting their type's first numeric fit are held in the scratch file until it is known,
-then written with their ``num`` vector. After the import come the schema, the kept fits, those
+:mod:`mmgraph.graph.import_files`), and ``num`` vectors of a uid's later occurrences. Items
+awaiting their type's first numeric fit are held, encoded, with their numbers, in a spool file
+beside the scratch file, until it is known, then written with their ``num`` vector. After the
+import come the schema, the kept fits, those
 writes and the run's ``:IngestRun`` (recorded only then: until the import the database is
 untouched, so a run that stops before it changes nothing).
 """
@@ -16,6 +18,7 @@ untouched, so a run that stops before it changes nothing).
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,18 +29,19 @@ from mmgraph.core.errors import MmgraphError
 from mmgraph.graph import audit
 from mmgraph.graph.bulk_load import LocalBulkLoad
 from mmgraph.graph.encoder_state import put_state_once
-from mmgraph.graph.import_files import ImportFiles
+from mmgraph.graph.import_files import ImportFiles, ImportGroup
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow
 from mmgraph.ingest.encoding import Encoders, encode_items
 from mmgraph.ingest.heap import fewer_collections
+from mmgraph.ingest.node_files import NodeFilesWriter
 from mmgraph.ingest.numbers import HeldVectors, NumberEncoders
 from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
 from mmgraph.ingest.pipeline import new_run_id, run_properties, settle
 from mmgraph.ingest.progress import FINISHING, IMPORTING, Progress, ProgressListener
 from mmgraph.ingest.quarantine import Quarantine
 from mmgraph.ingest.readers import RawRecord, batched
-from mmgraph.ingest.records import Location
-from mmgraph.ingest.scratch import HeldRelation, Scratch, pack, unpack
+from mmgraph.ingest.records import Item, Location
+from mmgraph.ingest.scratch import HeldRelation, PlainRelation, Scratch, pack, unpack
 from mmgraph.ingest.stream import ItemBatch, RunInput, endpoint_error, stream_records
 from mmgraph.ingest.timings import add_time, timed_batches
 
@@ -83,16 +87,21 @@ def _run(
     started = time.perf_counter()
     with LocalBulkLoad(settings) as target:
         try:
-            with Scratch() as scratch, fewer_collections():
+            with (
+                NodeFilesWriter(target.work, run_id) as node_files,
+                Scratch() as scratch,
+                fewer_collections(),
+            ):
                 files = ImportFiles(target.work, run_id)
                 sink = ImportSink(
-                    files, options, encoders or Encoders(), scratch, quarantine, result
+                    files, node_files, options, encoders or Encoders(), scratch, quarantine, result
                 )
                 read = stream_records(source, sink, options, scratch, quarantine, result, progress)
                 if progress is not None:
                     progress(Progress(IMPORTING, read))
+                groups = sink.close_files()
                 t0 = time.perf_counter()
-                report = target.load(*files.close())
+                report = target.load(*groups)
                 result.timings["import"] = report.seconds
                 result.timings["restart"] = time.perf_counter() - t0 - report.seconds
                 if progress is not None:
@@ -132,14 +141,15 @@ class MemoryFits:
 
 
 class ImportSink:
-    """Writes a run as the importer's files, and what they cannot hold into the scratch file,
-    for :meth:`after_import` (see the module)."""
+    """Writes a run as the importer's files (relationships here, nodes through ``node_files``),
+    and what they cannot hold into the scratch file, for :meth:`after_import` (see the module)."""
 
     merges = False
 
     def __init__(
         self,
         files: ImportFiles,
+        node_files: NodeFilesWriter,
         options: IngestOptions,
         encoders: Encoders,
         scratch: Scratch,
@@ -147,13 +157,14 @@ class ImportSink:
         result: IngestResult,
     ) -> None:
         self.files = files
+        self.node_files = node_files
         self.options = options
         self.encoders = encoders
         self.scratch = scratch
         self.quarantine = quarantine
         self.result = result
         self.fits = MemoryFits()
-        self.numbers = NumberEncoders(self.fits, scratch)
+        self.numbers = NumberEncoders(self.fits, scratch, hold=False)
         self.held = _Held(scratch)
         self.position = 0
 
@@ -166,20 +177,25 @@ class ImportSink:
             batch, {}, self.options, self.encoders, self.numbers, self.quarantine, t
         )
         t0 = time.perf_counter()
-        awaiting = {
-            location
+        awaiting: dict[Location, Item] = {
+            location: item
             for location, item, _ in batch
             if item.numbers and self.numbers.kept.get(item.type) is None
         }
-        now = []
+        now, held = [], []
         for location, row in rows:
             self.position += 1
             if location in repeats:
                 self.held.later_node(self.position, row)
+                if location in awaiting:  # its num vector, once known, is set after the import
+                    self.scratch.hold_numbers(awaiting[location])
             elif location in awaiting:
-                self.held.hold(self.position, row)
+                # Vectors as bytes: a row pickles ten times faster than with numpy arrays.
+                bare = NodeRow(row.uid, row.type, row.properties())
+                held.append((self.position, bare, awaiting[location].numbers))
             else:
                 now.append((self.position, row))
+        self.held.hold(held)
         self.scratch.mark_written(row.uid for _, row in rows)
         add_time(t, "hold", t0)
         self._write_nodes(now)
@@ -187,12 +203,28 @@ class ImportSink:
 
     def finish_items(self) -> None:
         t = self.result.timings
-        for held in self.numbers.held_vectors(self.options.batch_size, t):
+        for vectors in self.numbers.held_vectors(self.options.batch_size, t):
             t0 = time.perf_counter()
-            self.held.set_vectors(held)
+            self.held.later_vectors_of(vectors)
             add_time(t, "hold", t0)
-        for batch in timed_batches(self.held.rows(), self.options.batch_size, t, "hold"):
-            self._write_nodes(batch)
+        for (held,) in timed_batches(self.held.rows(), 1, t, "hold"):
+            self._write_nodes(self._with_num_vectors(held))
+
+    def _with_num_vectors(
+        self, held: list[tuple[int, NodeRow, dict[str, float]]]
+    ) -> list[tuple[int, NodeRow]]:
+        """Held rows with the ``num`` vectors of their numbers, now that every fit is kept."""
+        t0 = time.perf_counter()
+        by_type: dict[str, list[tuple[NodeRow, dict[str, float]]]] = {}
+        for _, row, numbers in held:
+            by_type.setdefault(row.type, []).append((row, numbers))
+        for type_name, rows in by_type.items():
+            tag, vectors = self.numbers.vectors(type_name, [numbers for _, numbers in rows])
+            for (row, _), vector in zip(rows, vectors, strict=True):
+                if vector is not None:
+                    row.vectors["num"] = (vector, tag)
+        add_time(self.result.timings, "encode_num", t0)
+        return [(position, row) for position, row, _ in held]
 
     def write_relations(self, batch: list[HeldRelation]) -> None:
         rows = []
@@ -211,6 +243,13 @@ class ImportSink:
         add_time(self.result.timings, "write_files", t0)
         self.result.relationships_written += len(rows)
         self.result.relationships_created += len(rows)
+
+    def write_plain_relations(self, batch: list[PlainRelation]) -> None:
+        t0 = time.perf_counter()
+        self.files.add_plain_relationships(batch)
+        add_time(self.result.timings, "write_files", t0)
+        self.result.relationships_written += len(batch)
+        self.result.relationships_created += len(batch)
 
     def finish(self) -> None:
         return None
@@ -234,60 +273,63 @@ class ImportSink:
             self.result.relationships_created += written.relationships_created
         add_time(self.result.timings, "write_after_import", t0)
 
+    def close_files(self) -> tuple[list[ImportGroup], list[ImportGroup]]:
+        """End the import's files once every record is handed over; the node groups and the
+        relationship groups to import."""
+        t0 = time.perf_counter()
+        node_groups, later = self.node_files.close()
+        for position, row in later:
+            self.held.later_node(position, row)
+        nodes, relationships = self.files.close()
+        add_time(self.result.timings, "write_files", t0)
+        return [*nodes, *node_groups], relationships
+
     def _write_nodes(self, rows: list[tuple[int, NodeRow]]) -> None:
         t0 = time.perf_counter()
-        later = self.files.add_nodes([row for _, row in rows])
-        positions = {row.uid: position for position, row in rows}
-        for row in later:
-            self.held.later_node(positions[row.uid], row)
+        for position, row in self.node_files.add(rows):
+            self.held.later_node(position, row)
         self.result.nodes_created += len(rows)
         add_time(self.result.timings, "write_files", t0)
 
 
 class _Held:
-    """Rows a load holds in the scratch file: items awaiting their first numeric fit, and what
-    is written by the upsert after the import (ordered by input position)."""
+    """Rows a load holds: items awaiting their first numeric fit, with their numbers, in a spool
+    file of pickled batches (written in input order, read back once), and, in the scratch file,
+    what is written by the upsert after the import (ordered by input position)."""
 
     def __init__(self, scratch: Scratch) -> None:
         self.db = scratch.db
+        self.path = scratch.folder / "held.pickle"
+        self.spool = self.path.open("wb")
         # One statement at a time: executescript would commit the scratch file's one transaction,
         # and every write after it would be a transaction of its own (14 us an insert, not 2).
         for table in (
-            "held (uid TEXT UNIQUE, position INTEGER, row BLOB, vec BLOB, tag TEXT)",
             "later_nodes (position INTEGER, row BLOB)",
             "later_vectors (type TEXT, tag TEXT, uid TEXT, vec BLOB)",
             "later_relationships (row BLOB)",
         ):
             self.db.execute(f"CREATE TABLE {table}")
 
-    def hold(self, position: int, row: NodeRow) -> None:
-        self.db.execute(
-            "INSERT INTO held (uid, position, row) VALUES (?, ?, ?)",
-            (row.uid, position, pack(row)),
+    def hold(self, rows: list[tuple[int, NodeRow, dict[str, float]]]) -> None:
+        """Spool a batch of held rows, each with its input position and numbers."""
+        if rows:
+            pickle.dump(rows, self.spool, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def rows(self) -> Iterator[list[tuple[int, NodeRow, dict[str, float]]]]:
+        """The spooled batches, in input order (once: the spool is closed for good)."""
+        self.spool.close()
+        with self.path.open("rb") as spool:
+            while spool.peek(1):
+                yield pickle.load(spool)
+        self.path.unlink()
+
+    def later_vectors_of(self, held: HeldVectors) -> None:
+        """Keep ``num`` vectors for after the import: those of a uid's later occurrences (its
+        first, if held, has the vector of its own numbers, which the later ones replace)."""
+        self.db.executemany(
+            "INSERT INTO later_vectors VALUES (?, ?, ?, ?)",
+            ((held.type, held.tag, uid, pack(vector)) for uid, vector in held.rows),
         )
-
-    def set_vectors(self, held: HeldVectors) -> None:
-        """Give held rows their ``num`` vector; one for a uid not held (first written without
-        numbers) is kept for after the import."""
-        packed = [(pack(vector), held.tag, uid) for uid, vector in held.rows]
-        update = "UPDATE held SET vec = ?, tag = ? WHERE uid = ?"
-        if self.db.executemany(update, packed).rowcount == len(packed):
-            return
-        for vec, tag, uid in packed:
-            if not self.db.execute("SELECT 1 FROM held WHERE uid = ?", (uid,)).fetchone():
-                self.db.execute(
-                    "INSERT INTO later_vectors VALUES (?, ?, ?, ?)", (held.type, tag, uid, vec)
-                )
-
-    def rows(self) -> Iterator[tuple[int, NodeRow]]:
-        """The held rows with their ``num`` vectors, and their input positions."""
-        for position, packed, vec, tag in self.db.execute(
-            "SELECT position, row, vec, tag FROM held ORDER BY rowid"
-        ):
-            row: NodeRow = unpack(packed)
-            if vec is not None:
-                row.vectors["num"] = (unpack(vec), tag)
-            yield position, row
 
     def later_node(self, position: int, row: NodeRow) -> None:
         self.db.execute("INSERT INTO later_nodes VALUES (?, ?)", (position, pack(row)))

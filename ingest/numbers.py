@@ -89,12 +89,14 @@ class NumberEncoders:
     numbers are never split between encoders; names it was not fitted on are ignored (logged).
     Items of a type without a kept fit are written without ``num_vec`` and get it at the end of
     the run (:meth:`held_vectors`), once the fit (on all of them) is kept; their numbers wait in
-    the scratch file.
+    the scratch file, unless ``hold`` is false: a sink that keeps them beside the items it holds
+    encodes them with :meth:`vectors` then.
     """
 
-    def __init__(self, fits: FitStore, scratch: Scratch) -> None:
+    def __init__(self, fits: FitStore, scratch: Scratch, hold: bool = True) -> None:
         self.fits = fits
         self.scratch = scratch
+        self.hold = hold
         self.kept: dict[str, NumericEncoder | None] = {}
         self.running: dict[str, RunningFit] = {}
         self.unknown: dict[str, set[str]] = {}
@@ -117,7 +119,8 @@ class NumberEncoders:
             encoder = self.encoder(item.type)
             if encoder is None:
                 self.running.setdefault(item.type, RunningFit()).add(item.numbers)
-                self.scratch.hold_numbers(item)
+                if self.hold:
+                    self.scratch.hold_numbers(item)
                 continue
             known = set(encoder.columns)
             self.unknown.setdefault(item.type, set()).update(set(item.numbers) - known)
@@ -131,6 +134,7 @@ class NumberEncoders:
         for type_name, fit in self.running.items():
             kept = self.fits.keep(f"num:{type_name}", json.dumps(fit.state()))
             encoder = NumericEncoder.from_dict(json.loads(kept))
+            self.kept[type_name] = encoder
             known = set(encoder.columns)
             rows = (
                 (uid, numbers)
@@ -152,3 +156,18 @@ class NumberEncoders:
                     sorted(names),
                     encoder.tag,
                 )
+
+    def vectors(
+        self, type_name: str, rows: Sequence[Mapping[str, float]]
+    ) -> tuple[str, list[np.ndarray | None]]:
+        """The tag and ``num`` vectors of rows of numbers of a type whose first fit is kept (by
+        :meth:`held_vectors`); ``None`` for a row with none of the fit's names."""
+        encoder = self.kept[type_name]
+        if encoder is None:
+            raise RuntimeError(f"no kept numeric fit of {type_name} yet")
+        known = set(encoder.columns)
+        encoded = [i for i, numbers in enumerate(rows) if known.intersection(numbers)]
+        vectors: list[np.ndarray | None] = [None] * len(rows)
+        for i, vector in zip(encoded, encoder.encode([rows[i] for i in encoded]), strict=True):
+            vectors[i] = vector
+        return encoder.tag, vectors

@@ -13,6 +13,11 @@ from typing import Any, NamedTuple
 from mmgraph.graph.store import RelRow
 from mmgraph.ingest.records import Item, JsonText, Location, Relation
 
+# The held relations with their endpoints' items, and which of them are plain (see
+# :meth:`Scratch.plain_relations`).
+_JOINED = "relations r LEFT JOIN items a ON a.uid = r.src LEFT JOIN items b ON b.uid = r.dst"
+_PLAIN = "r.props IS NULL AND a.written AND b.written AND r.key NOT IN repeated"
+
 
 def pack(value: Any) -> bytes:
     """``value`` as bytes to keep in the scratch file. Pickle: the file is this process's own,
@@ -26,35 +31,42 @@ def unpack(data: bytes) -> Any:
     return pickle.loads(data)
 
 
+# A relation as (src, dst, type, weight).
+PlainRelation = tuple[str, str, str, float]
+
+
 class HeldRelation(NamedTuple):
     """A relation held until every item is written: where it came from, the row to write,
     whether this run wrote each endpoint, its raw record (decoded only if it is refused; a
-    :class:`JsonText` is kept as its text), and, when asked, whether its (src, type, dst) may
-    occur more than once in the input."""
+    :class:`JsonText` is kept as its text, not pickled), and, when asked, whether its
+    (src, type, dst) may occur more than once in the input."""
 
     location: Location
     row: RelRow
     src_written: bool
     dst_written: bool
-    packed_raw: bytes
+    packed_raw: bytes | str
     repeated: bool = False
 
     def raw(self) -> Any:
-        raw = unpack(self.packed_raw)
         # A held relation's raw record is a dict, or JSON text kept as a plain str.
-        return JsonText(raw) if isinstance(raw, str) else raw
+        if isinstance(self.packed_raw, str):
+            return JsonText(self.packed_raw)
+        return unpack(self.packed_raw)
 
 
 class Scratch:
     """What a run remembers of its whole input, kept in a temporary SQLite file, not in memory.
 
     Holds each item uid's type and first location, whether it was written, the relations (written
-    after every item), and numbers waiting for their type's first standardisation fit.
+    after every item), and numbers waiting for their type's first standardisation fit; its private
+    :attr:`folder` may hold a run's other files.
     """
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="mmgraph-ingest-")
-        self.db = sqlite3.connect(Path(self._dir.name) / "run.sqlite", isolation_level=None)
+        self.folder = Path(self._dir.name)
+        self.db = sqlite3.connect(self.folder / "run.sqlite", isolation_level=None)
         self.db.executescript(
             """
             PRAGMA journal_mode = OFF;
@@ -72,6 +84,7 @@ class Scratch:
         self.db.execute("BEGIN")
         self._sources: list[str] = []
         self._source_ids: dict[str, int] = {}
+        self._repeats_flagged = False
 
     def __enter__(self) -> Scratch:
         return self
@@ -115,7 +128,7 @@ class Scratch:
                 pack(relation.props) if relation.props else None,
                 self._source(location),
                 location.number,
-                pack(str(raw) if isinstance(raw, JsonText) else raw),
+                str(raw) if isinstance(raw, JsonText) else pack(raw),
                 hash((relation.src, relation.type, relation.dst)),
             ),
         )
@@ -123,29 +136,46 @@ class Scratch:
     def relation_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM relations").fetchone()[0]
 
-    def relations(self, flag_repeats: bool = False) -> Iterator[HeldRelation]:
+    def relations(self, flag_repeats: bool = False, plain: bool = True) -> Iterator[HeldRelation]:
         """The held relations in input order, each with whether this run wrote its endpoints;
         with ``flag_repeats``, every relation whose (src, type, dst) may occur more than once
-        (by a hash of it: a collision flags a few more, never fewer) is marked ``repeated``."""
-        repeats = ""
+        (by a hash of it: a collision flags a few more, never fewer) is marked ``repeated``, and
+        without ``plain`` those :meth:`plain_relations` gives are left out."""
+        repeats = where = ""
         if flag_repeats:
-            self.db.execute("DROP TABLE IF EXISTS repeated")
-            self.db.execute(
-                "CREATE TEMP TABLE repeated AS "
-                "SELECT key FROM relations GROUP BY key HAVING count(*) > 1"
-            )
-            self.db.execute("CREATE INDEX temp.repeated_key ON repeated (key)")
+            self._flag_repeats()
             repeats = ", r.key IN repeated"
+            if not plain:
+                where = f"WHERE NOT coalesce({_PLAIN}, 0) "
         rows = self.db.execute(
             "SELECT r.src, r.dst, r.type, r.weight, r.props, r.source, r.number, r.raw, "
-            f"coalesce(a.written, 0), coalesce(b.written, 0){repeats} FROM relations r "
-            "LEFT JOIN items a ON a.uid = r.src LEFT JOIN items b ON b.uid = r.dst "
+            f"coalesce(a.written, 0), coalesce(b.written, 0){repeats} FROM {_JOINED} {where}"
             "ORDER BY r.rowid"
         )
         for src, dst, type_name, weight, props, source, number, raw, a, b, *repeated in rows:
             row = RelRow(src, dst, type_name, weight, unpack(props) if props else {})
             location = Location(self._sources[source], number)
             yield HeldRelation(location, row, bool(a), bool(b), raw, bool(repeated and repeated[0]))
+
+    def plain_relations(self) -> Iterator[PlainRelation]:
+        """The held relations that a run writing each (src, type, dst) once may write as they
+        are, in input order: both endpoints written by this run, no properties, and a
+        (src, type, dst) that occurs once; as bare tuples, cheap to read by the million."""
+        self._flag_repeats()
+        return self.db.execute(
+            f"SELECT r.src, r.dst, r.type, r.weight FROM {_JOINED} WHERE {_PLAIN} ORDER BY r.rowid"
+        )
+
+    def _flag_repeats(self) -> None:
+        """Keep the keys of the relations that may occur more than once (once a run)."""
+        if self._repeats_flagged:
+            return
+        self.db.execute(
+            "CREATE TEMP TABLE repeated AS "
+            "SELECT key FROM relations GROUP BY key HAVING count(*) > 1"
+        )
+        self.db.execute("CREATE INDEX temp.repeated_key ON repeated (key)")
+        self._repeats_flagged = True
 
     def hold_numbers(self, item: Item) -> None:
         self.db.execute(

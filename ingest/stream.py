@@ -20,7 +20,7 @@ from mmgraph.ingest.progress import READING, RELATIONS, Progress, ProgressListen
 from mmgraph.ingest.quarantine import Quarantine
 from mmgraph.ingest.readers import RawRecord, check_file
 from mmgraph.ingest.records import Item, Location, RecordError, Relation, parse_record
-from mmgraph.ingest.scratch import HeldRelation, Scratch
+from mmgraph.ingest.scratch import HeldRelation, PlainRelation, Scratch
 from mmgraph.ingest.timings import add_time, timed_batches
 from mmgraph.ingest.validator import Validator
 
@@ -60,7 +60,8 @@ class Sink(Protocol):
     """Where a run's validated items and relations go."""
 
     #: Whether a uid or relation written twice is merged (``MERGE``); a sink that writes each
-    #: once is told which items repeat an earlier uid and which relations repeat a key.
+    #: once is told which items repeat an earlier uid and which relations repeat a key, and
+    #: takes the plain relations (:meth:`Scratch.plain_relations`) first, as bare rows.
     merges: bool
 
     def stored_dimension(self, node_type: str, name: str) -> int | None:
@@ -75,6 +76,9 @@ class Sink(Protocol):
 
     def write_relations(self, batch: list[HeldRelation]) -> None:
         """Write a batch of relations, refusing those whose endpoints are missing."""
+
+    def write_plain_relations(self, batch: list[PlainRelation]) -> None:
+        """(Asked only of a sink that does not merge.) Write a batch of plain relations."""
 
     def finish(self) -> None:
         """Wait until everything handed over is written."""
@@ -128,8 +132,14 @@ def stream_records(
     sink.finish_items()
     total, done = scratch.relation_count(), 0
     report(RELATIONS, done, total)
-    relations = scratch.relations(flag_repeats=not sink.merges)
-    for batch in timed_batches(relations, options.batch_size, result.timings, "read_relations"):
+    size, timings = options.batch_size, result.timings
+    if not sink.merges:
+        for plain in timed_batches(scratch.plain_relations(), size, timings, "read_relations"):
+            sink.write_plain_relations(plain)
+            done += len(plain)
+            report(RELATIONS, done, total)
+    relations = scratch.relations(flag_repeats=not sink.merges, plain=sink.merges)
+    for batch in timed_batches(relations, size, timings, "read_relations"):
         sink.write_relations(batch)
         done += len(batch)
         report(RELATIONS, done, total)
