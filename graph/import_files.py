@@ -28,7 +28,6 @@ from mmgraph.graph.schema import ENTITY_LABEL
 from mmgraph.graph.store import NodeRow, RelRow
 
 ARRAY_DELIMITER = "\x1f"
-_QUOTE, _QUOTES = '"', '""'
 ARRAY_DELIMITER_OPTION = "U+001F"
 _SCALAR_TYPES = ((bool, "boolean"), (int, "long"), (float, "double"), (str, "string"))
 _NODE_HEADER = ("uid:ID(Entity)", ":LABEL", "type", "source")
@@ -132,8 +131,7 @@ class ImportFiles:
         out = self._file("relationships", _RELATIONSHIP_HEADER, (), False)
         source = _text(self.run_id)
         text = "".join(
-            f'"{src.replace(_QUOTE, _QUOTES)}","{dst.replace(_QUOTE, _QUOTES)}",'
-            f"{kind},{weight!r},{source}\n"
+            f"{_text(src)},{_text(dst)},{kind},{weight!r},{source}\n"
             for src, dst, kind, weight in rows
         )
         out.write(text.encode())
