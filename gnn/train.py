@@ -32,7 +32,7 @@ from torch_geometric.loader import LinkLoader, NodeLoader
 from mmgraph.core.config import Settings
 from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.gnn import distributed
-from mmgraph.gnn.budget import Activations, Plan, full_batch_bytes, plan
+from mmgraph.gnn.budget import Activations, Plan, full_batch_bytes, plan, process_bytes
 from mmgraph.gnn.metrics import ranking_metrics
 from mmgraph.gnn.models.base import EmbeddingModel
 from mmgraph.gnn.sampler import CSC, degree_capped, make_neighbor_sampler
@@ -268,14 +268,15 @@ def plan_training(
     Draws nothing from the training's random streams."""
     budget = config.memory_budget or Settings.from_env().train_memory
     budget //= distributed.local_world_size()
+    process = process_bytes(split, device)
     with torch.random.fork_rng(devices=[]):
         graph, supervision = split.train_graph(torch.Generator().manual_seed(config.seed))
         graph = graph.to(device)
         objective.train()
         activations = _activations(objective, split, graph)
         if config.batch_size is not None:
-            full = full_batch_bytes(split, graph, activations)
-            return Plan("mini", budget, full, config.batch_size)
+            full = full_batch_bytes(split, graph, activations, process)
+            return Plan("mini", budget, full, config.batch_size, process_bytes=process)
         n_sup = max(pos.size(1) for pos in supervision.values())
         sizes = [b for b in BATCH_SIZES if b < n_sup] or [n_sup]
         sampler = make_neighbor_sampler(graph, neighbours(graph, config), seed=config.seed)
@@ -286,6 +287,7 @@ def plan_training(
             budget,
             lambda b: _batch_share(graph, supervision, sampler, b),
             sizes,
+            process,
         )
 
 

@@ -52,6 +52,19 @@ def test_the_budget_comes_from_the_environment(split, monkeypatch) -> None:
     assert (result.mode, result.memory_budget) == ("mini", 10_000)
 
 
+def test_the_plan_counts_what_the_process_already_holds(split) -> None:
+    """The budget bounds the process's peak, so the interpreter and libraries (hundreds of MB
+    on the CPU) are part of the estimate: a budget that fits the step alone but not them
+    forces mini-batches."""
+    objective = Objective(_model(split), TrainConfig())
+    full = plan_training(objective, split, TrainConfig(), torch.device("cpu"))
+    assert full.mode == "full"
+    assert full.process_bytes > 100 * 2**20
+    step_alone = full.full_batch_bytes - full.process_bytes
+    tight = TrainConfig(memory_budget=step_alone + full.process_bytes // 2, num_neighbors=(5, 5))
+    assert plan_training(objective, split, tight, torch.device("cpu")).mode == "mini"
+
+
 def _live_tensors() -> int:
     gc.collect()
     return sum(1 for o in gc.get_objects() if type(o) in (torch.Tensor, torch.nn.Parameter))
@@ -99,6 +112,7 @@ def test_recomputed_layers_are_estimated_one_layer_at_a_time(split) -> None:
     model.recompute_layers = True
     planned = plan_training(objective, split, TrainConfig(), torch.device("cpu"))
     expected = measured[True].recomputing(measured[False], model.num_layers)
-    assert planned.full_batch_bytes == epoch_bytes(split, graph) + expected.peak(1.0)
+    held = planned.process_bytes
+    assert planned.full_batch_bytes == held + epoch_bytes(split, graph) + expected.peak(1.0)
     assert measured[True].peak(1.0) < expected.peak(1.0) < measured[False].peak(1.0)
     assert model.recompute_layers
