@@ -28,13 +28,14 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import LinkLoader, NodeLoader
+from torch_geometric.sampler import BaseSampler, NegativeSampling
 
 from mmgraph.core.config import Settings
 from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.gnn import distributed
 from mmgraph.gnn.budget import Activations, Plan, full_batch_bytes, plan, process_bytes
 from mmgraph.gnn.metrics import ranking_metrics
-from mmgraph.gnn.models.base import EmbeddingModel
+from mmgraph.gnn.models.base import EmbeddingModel, rows
 from mmgraph.gnn.sampler import CSC, degree_capped, make_neighbor_sampler
 from mmgraph.gnn.split import EdgeType, HeldOut, LinkSplit, check_no_leak
 
@@ -163,10 +164,21 @@ class Objective(torch.nn.Module):
         graph: HeteroData,
         supervision: dict[EdgeType, torch.Tensor],
         generator: torch.Generator,
+        candidates: dict[EdgeType, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         z = self.model(graph)
+        candidates = candidates or {}
         loss = sum(
-            link_loss(self.model, z, et, pos, self.config, generator, graph[et].edge_index)
+            link_loss(
+                self.model,
+                z,
+                et,
+                pos,
+                self.config,
+                generator,
+                graph[et].edge_index,
+                candidates.get(et),
+            )
             for et, pos in supervision.items()
         )
         aux = self.model.auxiliary_loss(graph, z)
@@ -321,7 +333,7 @@ def _activations(objective: Objective, split: LinkSplit, graph: HeteroData) -> A
 
 
 def _batch_share(
-    graph: HeteroData, supervision: dict[EdgeType, torch.Tensor], sampler, size: int
+    graph: HeteroData, supervision: dict[EdgeType, torch.Tensor], sampler: BaseSampler, size: int
 ) -> float:
     """The largest share of ``graph``'s nodes or edges a batch of ``size`` supervision edges
     reaches through ``sampler`` (one batch drawn per edge type)."""
@@ -329,10 +341,7 @@ def _batch_share(
     edges = sum(graph[et].edge_index.size(1) for et in graph.edge_types)
     share = 0.0
     for edge_type, pos in supervision.items():
-        loader = LinkLoader(
-            graph, link_sampler=sampler, edge_label_index=(edge_type, pos), batch_size=size
-        )
-        batch = next(iter(loader))
+        batch = next(iter(_link_loader(graph, sampler, edge_type, pos, size)))
         reached = sum(int(batch[t].num_nodes or 0) for t in batch.node_types)
         sampled = sum(batch[et].edge_index.size(1) for et in batch.edge_types)
         share = max(share, reached / max(nodes, 1), sampled / max(edges, 1))
@@ -392,19 +401,37 @@ def _mini_batch_epoch(
     )
     total, batches = 0.0, 0
     for edge_type, pos in supervision.items():
-        loader = LinkLoader(
-            graph,
-            link_sampler=sampler,
-            edge_label_index=(edge_type, distributed.shard(pos)),
-            batch_size=chosen.batch_size or INFERENCE_BATCH,
-            shuffle=True,
-        )
-        for batch in loader:
+        shard = distributed.shard(pos)
+        for batch in _link_loader(graph, sampler, edge_type, shard, chosen.batch_size, True):
             batch = batch.to(device)
-            label_index = {edge_type: batch[edge_type].edge_label_index}
-            total += _step(step, optimizer, batch, label_index, generator)
+            src, dst = batch[edge_type[0]], batch[edge_type[2]]
+            label_index = {edge_type: torch.stack([src.src_index, dst.dst_pos_index])}
+            negatives = {edge_type: dst.dst_neg_index.reshape(-1)}
+            total += _step(step, optimizer, batch, label_index, generator, negatives)
             batches += 1
     return total / max(batches, 1)
+
+
+def _link_loader(
+    graph: HeteroData,
+    sampler: BaseSampler,
+    edge_type: EdgeType,
+    pos: torch.Tensor,
+    batch_size: int | None,
+    shuffle: bool = False,
+) -> LinkLoader:
+    """Batches of ``pos`` with one uniformly drawn destination per positive among the seeds
+    (PyG's triplet sampling): the loss draws its negatives from those, which are embedded from
+    their own sampled neighbourhoods as the positives are, and as uniform as full-batch
+    training's (the other nodes of a batch are only its seeds' neighbours)."""
+    return LinkLoader(
+        graph,
+        link_sampler=sampler,
+        edge_label_index=(edge_type, pos),
+        batch_size=batch_size or INFERENCE_BATCH,
+        neg_sampling=NegativeSampling("triplet", amount=1),
+        shuffle=shuffle,
+    )
 
 
 def _step(
@@ -413,10 +440,11 @@ def _step(
     graph: HeteroData,
     supervision: dict[EdgeType, torch.Tensor],
     generator: torch.Generator,
+    candidates: dict[EdgeType, torch.Tensor] | None = None,
 ) -> float:
     """One optimiser step on the loss of :class:`Objective` (possibly in DDP)."""
     optimizer.zero_grad()
-    loss = step(graph, supervision, generator)
+    loss = step(graph, supervision, generator, candidates)
     loss.backward()
     optimizer.step()
     return float(loss.detach())
@@ -430,8 +458,10 @@ def link_loss(
     config: TrainConfig,
     generator: torch.Generator,
     mp_edges: torch.Tensor,
+    candidates: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The loss of positives against ``config.negatives`` uniformly drawn destinations each,
+    """The loss of positives against ``config.negatives`` uniformly drawn destinations each
+    (among ``candidates``, rows of ``z[dst]``, when given: a mini-batch's negative seeds),
     one draw per group of ``config.negatives_shared_by`` positives, and ``config.hard_negatives``
     of their own two hops away in ``mp_edges`` (this edge type's message-passing edges):
     softmax cross-entropy of each positive among its negatives (a sampled ranking loss, what
@@ -442,13 +472,17 @@ def link_loss(
     groups = -(-n_pos // group)
     # The last group is padded with the first source; its padded rows are dropped below.
     src = torch.cat([pos[0], pos[0, :1].expand(groups * group - n_pos)]).view(groups, group)
-    dst = torch.randint(0, z[edge_type[2]].size(0), (groups, k), generator=generator)
-    dst = dst.to(pos.device)
+    n_dst = z[edge_type[2]].size(0)
+    if candidates is None:
+        dst = torch.randint(0, n_dst, (groups, k), generator=generator).to(pos.device)
+    else:
+        drawn = torch.randint(0, candidates.numel(), (groups, k), generator=generator)
+        dst = rows(candidates, drawn.to(candidates.device))
     hard = None
     if config.hard_negatives:
-        hard = _two_hop_negatives(
-            pos, mp_edges, z[edge_type[2]].size(0), config.hard_negatives, generator
-        )
+        # A sampled batch's model may embed its seeds alone: ends beyond them are unknown.
+        mp_edges = mp_edges[:, mp_edges[1] < n_dst]
+        hard = _two_hop_negatives(pos, mp_edges, n_dst, config.hard_negatives, generator)
     per_chunk = max(1, LOSS_CHUNK // group)
     parts = []
     for g0 in range(0, groups, per_chunk):

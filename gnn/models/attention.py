@@ -252,7 +252,7 @@ class _Attend(torch.autograd.Function):
 class ChunkedGATConv(GATConv):
     """:class:`~torch_geometric.nn.conv.GATConv` on one node set whose attention runs through
     :func:`attend`; takes the edges already sorted, self-loops included
-    (:meth:`DstSorted.with_self_loops`)."""
+    (:meth:`DstSorted.with_self_loops`), and outputs the first ``edges.num_dst`` nodes."""
 
     def forward(self, x: Tensor, edges: DstSorted) -> Tensor:  # type: ignore[override]
         H, C = self.heads, self.out_channels
@@ -277,7 +277,7 @@ class ChunkedGATConv(GATConv):
 class ChunkedGATv2Conv(GATv2Conv):
     """:class:`~torch_geometric.nn.conv.GATv2Conv` on one node set whose attention runs
     through :func:`attend`; takes the edges already sorted, self-loops included
-    (:meth:`DstSorted.with_self_loops`)."""
+    (:meth:`DstSorted.with_self_loops`), and outputs the first ``edges.num_dst`` nodes."""
 
     def forward(self, x: Tensor, edges: DstSorted) -> Tensor:  # type: ignore[override]
         H, C = self.heads, self.out_channels
@@ -301,10 +301,11 @@ class ChunkedGATv2Conv(GATv2Conv):
 
 
 def _finish(conv: GATConv | GATv2Conv, out: Tensor, x: Tensor) -> Tensor:
-    """Heads concatenated or averaged, then the residual and the bias, as the PyG layers do."""
+    """Heads concatenated or averaged, then the residual (of the destinations: the first rows
+    of ``x``) and the bias, as the PyG layers do."""
     out = out.reshape(out.size(0), -1) if conv.concat else out.mean(dim=1)
     if conv.res is not None:
-        out = out + conv.res(x)
+        out = out + conv.res(x[: out.size(0)])
     if conv.bias is not None:
         out = out + conv.bias
     return out

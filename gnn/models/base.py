@@ -9,6 +9,7 @@ parameters, so a node unseen in training is embedded from its features and neigh
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -127,6 +128,58 @@ def stack_types(x_dict: Mapping[str, Tensor], meta: GraphMeta) -> Tensor:
 def split_homogeneous(out: Tensor, slices: Mapping[str, tuple[int, int]]) -> dict[str, Tensor]:
     """Per-type rows of a stacked node output (inverse of :func:`stack_types`)."""
     return {t: out[start:end] for t, (start, end) in slices.items()}
+
+
+@dataclass(frozen=True)
+class SampledHops:
+    """Per-hop node and edge counts of a sampled mini-batch (PyG's ``num_sampled_nodes`` and
+    ``num_sampled_edges``; nodes and edges of each type are in hop order: the seeds first)."""
+
+    nodes: dict[str, list[int]]
+    edges: dict[EdgeType, list[int]]
+
+    @property
+    def seeds(self) -> dict[str, int]:
+        """Seed rows per node type (the hop-0 prefix)."""
+        return {t: counts[0] for t, counts in self.nodes.items()}
+
+    def within(self, hop: int) -> dict[str, int]:
+        """Rows per node type reached within ``hop`` hops (a prefix of each type's rows)."""
+        return {t: sum(counts[: hop + 1]) for t, counts in self.nodes.items()}
+
+
+def sampled_hops(data: HeteroData, meta: GraphMeta, num_layers: int) -> SampledHops | None:
+    """The hop counts of ``data`` when it is a batch sampled ``num_layers`` hops deep (one per
+    layer, so a layer can skip the nodes no later layer reads: PyG's ``trim_to_layer``);
+    ``None`` for a whole graph or a batch sampled to another depth."""
+    stores = [data[t] for t in data.node_types]
+    if not stores or not all("num_sampled_nodes" in s for s in stores):
+        return None
+    given = {t: list(data[t].num_sampled_nodes) for t in data.node_types}
+    if any(len(counts) != num_layers + 1 for counts in given.values()):
+        return None
+    nodes = {t: given.get(t, [0] * (num_layers + 1)) for t in meta.node_types}
+    present = {tuple(et) for et in data.edge_types}
+    edges = {
+        et: list(data[et].num_sampled_edges)
+        if et in present and "num_sampled_edges" in data[et]
+        else [0] * num_layers
+        for et in meta.edge_types
+    }
+    return SampledHops(nodes, edges)
+
+
+def prefix_view(data: HeteroData, num_nodes: Mapping[str, int]) -> HeteroData:
+    """``data`` with each node type's per-node attributes narrowed to its first
+    ``num_nodes[T]`` rows (views, no copies): the nodes of a sampled batch a model outputs."""
+    view = copy.copy(data)
+    for node_type in data.node_types:
+        n = int(data[node_type].num_nodes or 0)
+        for key, value in data[node_type].items():
+            if isinstance(value, Tensor) and value.dim() > 0 and value.size(0) == n:
+                view[node_type][key] = value[: num_nodes[node_type]]
+        view[node_type].num_nodes = num_nodes[node_type]
+    return view
 
 
 def isolated_view(

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import trim_to_layer
 
 from mmgraph.gnn.models.attention import ChunkedHGTConv
 from mmgraph.gnn.models.base import (
@@ -15,7 +16,9 @@ from mmgraph.gnn.models.base import (
     GraphMeta,
     ModelConfigError,
     num_nodes_dict,
+    prefix_view,
     relu_dropout,
+    sampled_hops,
 )
 from mmgraph.gnn.models.decoder import DistMultDecoder
 from mmgraph.gnn.models.inputs import FeatureSkip, ModalityInput
@@ -120,13 +123,20 @@ class HGT(EmbeddingModel):
         return {et: given.get(et, empty).to(device) for et in self.meta.edge_types}
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
+        """Every node's embedding; for a batch sampled one hop per layer, the seeds' alone
+        (each layer skips the nodes and edges no later layer reads: ``trim_to_layer``)."""
         num_nodes = num_nodes_dict(data, self.meta)
+        hops = sampled_hops(data, self.meta, self.num_layers)
         x_dict = {
             t: relu_dropout(x, self.dropout, self.training)
             for t, x in self.input(data, num_nodes).items()
         }
         edge_index_dict = self._edge_index_dict(data, self.device)
         for i, conv in enumerate(self.convs):
+            if hops is not None:
+                x_dict, edge_index_dict, _ = trim_to_layer(
+                    i, hops.nodes, hops.edges, x_dict, edge_index_dict
+                )
             out = self.layer(conv, x_dict, edge_index_dict)
             x_dict = {t: out[t] if out.get(t) is not None else x for t, x in x_dict.items()}
             if i < len(self.convs) - 1:
@@ -134,5 +144,9 @@ class HGT(EmbeddingModel):
                     t: F.dropout(x, p=self.dropout, training=self.training)
                     for t, x in x_dict.items()
                 }
+        if hops is not None:
+            num_nodes = hops.seeds
+            x_dict = {t: x[: num_nodes[t]] for t, x in x_dict.items()}
+            data = prefix_view(data, num_nodes)
         out = {t: self.outs[t](x) for t, x in x_dict.items()}
         return out if self.skip is None else self.skip.add_to(out, data, num_nodes)

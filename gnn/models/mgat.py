@@ -17,7 +17,9 @@ from mmgraph.gnn.models.base import (
     homogeneous_edges,
     isolated_view,
     num_nodes_dict,
+    prefix_view,
     relu_dropout,
+    sampled_hops,
     split_homogeneous,
     stack_types,
 )
@@ -173,10 +175,14 @@ class MGAT(EmbeddingModel):
             self.skip.reset_parameters()
         self.decoder.reset_parameters()
 
-    def _run_branch(self, branch: torch.nn.ModuleList, x: Tensor, edges: DstSorted) -> Tensor:
+    def _run_branch(
+        self, branch: torch.nn.ModuleList, x: Tensor, edges: Sequence[DstSorted]
+    ) -> Tensor:
+        """``x`` through the branch, layer ``i`` over ``edges[i]`` (which bounds its output
+        rows: the first ``edges[i].num_dst`` of its input's)."""
         x = relu_dropout(x, self.dropout, self.training)
         for i, conv in enumerate(branch):
-            x = self.layer(conv, x, edges)
+            x = self.layer(conv, x, edges[i])
             if i < len(branch) - 1:
                 x = relu_dropout(x, self.dropout, self.training)
         return x
@@ -199,18 +205,55 @@ class MGAT(EmbeddingModel):
                 masks[t] = torch.zeros(num_nodes[t], dtype=torch.bool, device=ref.device)
         return stack_types(xs, self.meta), stack_types(masks, self.meta)
 
+    def _layers(
+        self, data: HeteroData, num_nodes: Mapping[str, int]
+    ) -> tuple[list[DstSorted], Tensor | None, dict[str, int]]:
+        """Each layer's edges over the stacked node types, the order the layers read the
+        stacked rows in, and the output rows per type. For a batch sampled one hop per layer,
+        the rows go hop by hop (:func:`~mmgraph.gnn.models.base.sampled_hops`), so that layer
+        ``i`` outputs only the nodes within ``num_layers - 1 - i`` hops of a seed (a prefix)
+        and the last one the seeds alone; else every layer reads and writes every row."""
+        device = self.gate_query.device
+        edge_index, _ = homogeneous_edges(data, self.meta, num_nodes, device)
+        total = sum(num_nodes.values())
+        hops = sampled_hops(data, self.meta, self.num_layers)
+        if hops is None:
+            edges = DstSorted.with_self_loops(edge_index, total)
+            return [edges] * self.num_layers, None, dict(num_nodes)
+        hop = torch.cat(
+            [
+                torch.repeat_interleave(
+                    torch.arange(self.num_layers + 1, device=device),
+                    torch.tensor(hops.nodes[t], device=device),
+                )
+                for t in self.meta.node_types
+            ]
+        )
+        order = torch.sort(hop, stable=True).indices
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(total, device=device)
+        edge_index = rank[edge_index]
+        layers = []
+        for i in range(self.num_layers):
+            num_dst = sum(hops.within(self.num_layers - 1 - i).values())
+            kept = edge_index[:, edge_index[1] < num_dst]
+            layers.append(DstSorted.with_self_loops(kept, num_dst))
+        return layers, order, hops.seeds
+
     def _encode(self, data: HeteroData) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Embeddings and modality weights per node type."""
+        """Embeddings and modality weights per node type (for a batch sampled one hop per
+        layer, of the seeds alone: :meth:`_layers`)."""
         num_nodes = num_nodes_dict(data, self.meta)
         projected = self.input.project(data, num_nodes)
         ref = self.gate_query
-        edge_index, slices = homogeneous_edges(data, self.meta, num_nodes, ref.device)
-        total = sum(num_nodes.values())
-        edges = DstSorted.with_self_loops(edge_index, total)
+        edges, order, out_nodes = self._layers(data, num_nodes)
+        total = sum(out_nodes.values())
         outputs, masks = [], []
         for m in self.modalities:
             x, mask = self._modality_rows(projected, num_nodes, m)
-            masks.append(mask)
+            if order is not None:
+                x, mask = x.index_select(0, order), mask.index_select(0, order)
+            masks.append(mask[:total])
             present_somewhere = bool(mask.any())
             outputs.append(
                 self._run_branch(self.branches[m], x, edges) if present_somewhere else None
@@ -235,10 +278,17 @@ class MGAT(EmbeddingModel):
         none = ~mask.any(dim=1)
         if bool(none.any()):
             fused = stack_types(self.input.fuse(projected, num_nodes), self.meta)
+            if order is not None:
+                fused = fused.index_select(0, order)
             fallback = self._run_branch(self.fallback_branch, fused, edges)
             z = torch.where(none.unsqueeze(-1), fallback, z)
         if self.skip is not None:
-            z = z + stack_types(self.skip(data, num_nodes), self.meta)
+            skip = self.skip(prefix_view(data, out_nodes) if order is not None else data, out_nodes)
+            z = z + stack_types(skip, self.meta)
+        slices, start = {}, 0
+        for t in self.meta.node_types:
+            slices[t] = (start, start + out_nodes[t])
+            start += out_nodes[t]
         return split_homogeneous(z, slices), split_homogeneous(weights, slices)
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:

@@ -3,12 +3,20 @@ early stopping keeps the best epoch, and bad settings are refused."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from mmgraph.gnn.models import MODELS, GraphMeta
 from mmgraph.gnn.split import SplitConfig, split_graph
-from mmgraph.gnn.train import TrainConfig, TrainConfigError, _two_hop_negatives, train_model
+from mmgraph.gnn.train import (
+    TrainConfig,
+    TrainConfigError,
+    _two_hop_negatives,
+    link_loss,
+    train_model,
+)
 
 from .test_experiment import _community_graph
 
@@ -77,8 +85,40 @@ def test_hard_negatives_are_two_hops_from_the_true_end() -> None:
     assert len(set(hard[2].tolist())) > 2  # no way in: uniform over the six tags
 
 
-def test_hard_negatives_train(split) -> None:
+@pytest.mark.parametrize(("name", "batch_size"), [("gcn", None), ("hgt", 64)])
+def test_hard_negatives_train(split, name: str, batch_size: int | None) -> None:
+    """Also in mini-batches, whose model embeds the seeds alone (hard ends come from them)."""
     meta = GraphMeta.from_data(split.graph("val"))
-    model = MODELS["gcn"](meta, split.target_edge_types, hidden_channels=32, out_channels=32)
-    config = TrainConfig(epochs=15, patience=15, hard_negatives=4, negatives_shared_by=16)
+    model = MODELS[name](meta, split.target_edge_types, hidden_channels=32, out_channels=32)
+    config = TrainConfig(
+        epochs=15,
+        patience=15,
+        hard_negatives=4,
+        negatives_shared_by=16,
+        batch_size=batch_size,
+        num_neighbors=(5, 5),
+    )
     assert train_model(model, split, config).best_val_mrr > 0.3
+
+
+def test_the_loss_draws_negatives_among_the_candidates_given(split) -> None:
+    """A mini-batch's negatives are its negative seeds: a destination outside the candidates
+    is never drawn, however it scores."""
+    meta = GraphMeta.from_data(split.graph("val"))
+    edge_type = split.target_edge_types[0]
+    model = MODELS["gcn"](meta, split.target_edge_types, hidden_channels=8, out_channels=8)
+    z = {t: torch.zeros(10, 8) for t in meta.node_types}
+    z[edge_type[0]][:, 0] = 1.0
+    z[edge_type[2]][0, 0] = 1.0  # the only destination scoring above 0 against every source
+    pos = torch.tensor([[0, 1, 2, 3], [5, 5, 6, 6]])
+    config = TrainConfig(negatives=8, negatives_shared_by=2)
+    empty = torch.empty(2, 0, dtype=torch.long)
+
+    def loss(candidates):
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            return link_loss(model, z, edge_type, pos, config, generator, empty, candidates)
+
+    # Every logit 0: the cross-entropy of a positive among 8 equal negatives is log(9).
+    assert float(loss(torch.tensor([1, 2, 3]))) == pytest.approx(math.log(9))
+    assert float(loss(torch.tensor([0]))) > 10
