@@ -106,10 +106,7 @@ def homogeneous_edges(
     """The edges of every edge type of ``data`` in one index space: node types stacked in
     ``meta.node_types`` order, each edge type's indices shifted by its types' offsets. Returns
     ``(edge_index, slices)`` with ``slices[T] = (start, end)``, the rows of type ``T``."""
-    slices, start = {}, 0
-    for node_type in meta.node_types:
-        slices[node_type] = (start, start + num_nodes[node_type])
-        start += num_nodes[node_type]
+    slices = type_slices(num_nodes, meta)
     parts = []
     for (src, _, dst), edge_index in data.collect("edge_index", allow_empty=True).items():
         offset = torch.tensor([[slices[src][0]], [slices[dst][0]]], device=edge_index.device)
@@ -117,6 +114,16 @@ def homogeneous_edges(
     if not parts:
         return torch.empty(2, 0, dtype=torch.long, device=device), slices
     return torch.cat(parts, dim=1), slices
+
+
+def type_slices(num_nodes: Mapping[str, int], meta: GraphMeta) -> dict[str, tuple[int, int]]:
+    """``(start, end)`` of each node type's rows when the types are stacked in
+    ``meta.node_types`` order with ``num_nodes`` rows each."""
+    slices, start = {}, 0
+    for node_type in meta.node_types:
+        slices[node_type] = (start, start + num_nodes[node_type])
+        start += num_nodes[node_type]
+    return slices
 
 
 def stack_types(x_dict: Mapping[str, Tensor], meta: GraphMeta) -> Tensor:
@@ -167,6 +174,22 @@ def sampled_hops(data: HeteroData, meta: GraphMeta, num_layers: int) -> SampledH
         for et in meta.edge_types
     }
     return SampledHops(nodes, edges)
+
+
+def hop_order(hops: SampledHops, meta: GraphMeta, device: torch.device) -> Tensor:
+    """The stacked rows (:func:`stack_types`) reordered hop by hop, stably: the seeds of every
+    type first (in stacked order), then the nodes of hop 1, ...; the nodes within ``h`` hops
+    of a seed are then a prefix, which is all a layer ``h`` hops from the output writes."""
+    hop = torch.cat(
+        [
+            torch.repeat_interleave(
+                torch.arange(len(hops.nodes[t]), device=device),
+                torch.tensor(hops.nodes[t], device=device),
+            )
+            for t in meta.node_types
+        ]
+    )
+    return torch.sort(hop, stable=True).indices
 
 
 def prefix_view(data: HeteroData, num_nodes: Mapping[str, int]) -> HeteroData:

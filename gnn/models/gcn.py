@@ -16,10 +16,14 @@ from mmgraph.gnn.models.base import (
     EmbeddingModel,
     GraphMeta,
     homogeneous_edges,
+    hop_order,
     num_nodes_dict,
+    prefix_view,
     relu_dropout,
+    sampled_hops,
     split_homogeneous,
     stack_types,
+    type_slices,
 )
 from mmgraph.gnn.models.decoder import DistMultDecoder
 from mmgraph.gnn.models.inputs import ConcatInput, FeatureSkip
@@ -96,22 +100,51 @@ class GCN(EmbeddingModel):
         self.decoder.reset_parameters()
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
+        """Every node's embedding; for a batch sampled one hop per layer, the seeds' alone:
+        the rows go hop by hop, and each layer multiplies by the rows of the adjacency it
+        writes (the nodes within reach of a later layer, a prefix)."""
         num_nodes = num_nodes_dict(data, self.meta)
+        hops = sampled_hops(data, self.meta, self.num_layers)
         # The adjacency first, while nothing node-sized is alive (building it sorts the edges),
         # and its transpose too when a backward pass will need it; the edge list does not stay.
-        edge_index, slices = homogeneous_edges(data, self.meta, num_nodes, self.device)
-        adjacency = Adjacency(normalized_adjacency(edge_index, sum(num_nodes.values()), self.dtype))
+        edge_index, _ = homogeneous_edges(data, self.meta, num_nodes, self.device)
+        total = sum(num_nodes.values())
+        order, out_nodes = None, dict(num_nodes)
+        if hops is not None:
+            order = hop_order(hops, self.meta, self.device)
+            rank = torch.empty_like(order)
+            rank[order] = torch.arange(total, device=order.device)
+            edge_index = rank[edge_index]
+            out_nodes = hops.seeds
+        matrix = normalized_adjacency(edge_index, total, self.dtype)
         del edge_index
+        if hops is None:
+            adjacencies = [Adjacency(matrix)] * self.num_layers
+        else:
+            reach = [
+                sum(hops.within(self.num_layers - 1 - i).values()) for i in range(self.num_layers)
+            ]
+            adjacencies = [
+                Adjacency(_first_rows(matrix, rows, cols))
+                for rows, cols in zip(reach, [total, *reach[:-1]], strict=True)
+            ]
         if self.training and torch.is_grad_enabled():
-            adjacency.transposed()
+            for adjacency in adjacencies:
+                adjacency.transposed()
         x = stack_types(self.input(data, num_nodes), self.meta)
+        if order is not None:
+            x = x.index_select(0, order)
         x = relu_dropout(x, self.dropout, self.training)
         for i, conv in enumerate(self.convs):
-            x = _convolve(conv, x, adjacency)
+            x = _convolve(conv, x, adjacencies[i])
             if i < len(self.convs) - 1:
                 x = relu_dropout(x, self.dropout, self.training)
-        out = split_homogeneous(x, slices)
-        return out if self.skip is None else self.skip.add_to(out, data, num_nodes)
+        out = split_homogeneous(x, type_slices(out_nodes, self.meta))
+        if self.skip is None:
+            return out
+        return self.skip.add_to(
+            out, data if hops is None else prefix_view(data, out_nodes), out_nodes
+        )
 
 
 def _convolve(conv: GCNConv, x: Tensor, adjacency: Adjacency) -> Tensor:
@@ -137,13 +170,13 @@ class Adjacency:
         """The matrix's transpose, as a sparse CSR matrix (built on the first call)."""
         if self._transposed is None:
             crow, col = self.matrix.crow_indices(), self.matrix.col_indices()
-            n = self.matrix.size(0)
+            n_rows, n_cols = self.matrix.shape
             row = torch.repeat_interleave(
-                torch.arange(n, dtype=crow.dtype, device=crow.device), crow.diff()
+                torch.arange(n_rows, dtype=crow.dtype, device=crow.device), crow.diff()
             )
             # Entries are in (row, column) order: a stable sort by column alone puts them in
             # the transpose's (column, row) order, with no product key to sort.
-            self._transposed = _csr(col, row, self.matrix.values(), n, by_row=True)
+            self._transposed = _csr(col, row, self.matrix.values(), (n_cols, n_rows), by_row=True)
         return self._transposed
 
 
@@ -168,25 +201,36 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int, dtype: torch.dtype)
     messages would be)."""
     edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True, dtype=dtype)
     src, dst = edge_index
-    return _csr(dst, src, weight, num_nodes)
+    return _csr(dst, src, weight, (num_nodes, num_nodes))
 
 
-def _csr(row: Tensor, col: Tensor, value: Tensor, n: int, by_row: bool = False) -> Tensor:
-    """The ``n x n`` sparse CSR matrix with ``value`` at each ``(row, col)``, entries of a row
-    in column order (``by_row``: they are already in column order within each row, so a stable
-    sort by row alone orders them). Indices are 32-bit where they fit: half the memory of the
-    adjacency and its transpose, at the same product speed."""
-    key = row if by_row else row * n + col
+def _csr(
+    row: Tensor, col: Tensor, value: Tensor, shape: tuple[int, int], by_row: bool = False
+) -> Tensor:
+    """The sparse CSR matrix of ``shape`` with ``value`` at each ``(row, col)``, entries of a
+    row in column order (``by_row``: they are already in column order within each row, so a
+    stable sort by row alone orders them). Indices are 32-bit where they fit: half the memory
+    of the adjacency and its transpose, at the same product speed."""
+    n_rows, n_cols = shape
+    key = row if by_row else row * n_cols + col
     order = torch.sort(key, stable=True).indices
-    index_dtype = torch.int32 if max(n, row.numel()) < 2**31 else torch.int64
-    crow = torch.zeros(n + 1, dtype=index_dtype, device=row.device)
-    crow[1:] = torch.cumsum(torch.bincount(row, minlength=n), 0)
+    index_dtype = torch.int32 if max(n_rows, n_cols, row.numel()) < 2**31 else torch.int64
+    crow = torch.zeros(n_rows + 1, dtype=index_dtype, device=row.device)
+    crow[1:] = torch.cumsum(torch.bincount(row, minlength=n_rows), 0)
+    return _sparse_csr(
+        crow, col.index_select(0, order).to(index_dtype), value.index_select(0, order), shape
+    )
+
+
+def _first_rows(matrix: Tensor, n_rows: int, n_cols: int) -> Tensor:
+    """The first ``n_rows`` rows of a CSR ``matrix`` whose entries there all lie in its first
+    ``n_cols`` columns, as an ``n_rows x n_cols`` matrix (views of its arrays)."""
+    crow = matrix.crow_indices()[: n_rows + 1]
+    end = int(crow[-1])
+    return _sparse_csr(crow, matrix.col_indices()[:end], matrix.values()[:end], (n_rows, n_cols))
+
+
+def _sparse_csr(crow: Tensor, col: Tensor, value: Tensor, shape: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
-        return torch.sparse_csr_tensor(
-            crow,
-            col.index_select(0, order).to(index_dtype),
-            value.index_select(0, order),
-            (n, n),
-            check_invariants=False,
-        )
+        return torch.sparse_csr_tensor(crow, col, value, shape, check_invariants=False)

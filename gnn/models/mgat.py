@@ -15,6 +15,7 @@ from mmgraph.gnn.models.base import (
     GraphMeta,
     ModelConfigError,
     homogeneous_edges,
+    hop_order,
     isolated_view,
     num_nodes_dict,
     prefix_view,
@@ -22,6 +23,7 @@ from mmgraph.gnn.models.base import (
     sampled_hops,
     split_homogeneous,
     stack_types,
+    type_slices,
 )
 from mmgraph.gnn.models.decoder import DistMultDecoder
 from mmgraph.gnn.models.inputs import FeatureSkip, ModalityInput
@@ -220,16 +222,7 @@ class MGAT(EmbeddingModel):
         if hops is None:
             edges = DstSorted.with_self_loops(edge_index, total)
             return [edges] * self.num_layers, None, dict(num_nodes)
-        hop = torch.cat(
-            [
-                torch.repeat_interleave(
-                    torch.arange(self.num_layers + 1, device=device),
-                    torch.tensor(hops.nodes[t], device=device),
-                )
-                for t in self.meta.node_types
-            ]
-        )
-        order = torch.sort(hop, stable=True).indices
+        order = hop_order(hops, self.meta, device)
         rank = torch.empty_like(order)
         rank[order] = torch.arange(total, device=device)
         edge_index = rank[edge_index]
@@ -285,10 +278,7 @@ class MGAT(EmbeddingModel):
         if self.skip is not None:
             skip = self.skip(prefix_view(data, out_nodes) if order is not None else data, out_nodes)
             z = z + stack_types(skip, self.meta)
-        slices, start = {}, 0
-        for t in self.meta.node_types:
-            slices[t] = (start, start + out_nodes[t])
-            start += out_nodes[t]
+        slices = type_slices(out_nodes, self.meta)
         return split_homogeneous(z, slices), split_homogeneous(weights, slices)
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:

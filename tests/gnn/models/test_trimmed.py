@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch_geometric.loader import NodeLoader
 
-from mmgraph.gnn.models import HGT, MGAT, GraphMeta
+from mmgraph.gnn.models import GCN, HGT, MGAT, GraphMeta
 from mmgraph.gnn.sampler import TorchNeighborSampler
 
 from .cases import TARGETS, toy_graph
@@ -34,7 +34,7 @@ def _untrimmed(batch):
     return out
 
 
-@pytest.mark.parametrize("cls", [HGT, MGAT])
+@pytest.mark.parametrize("cls", [GCN, HGT, MGAT])
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 def test_trimmed_batches_give_the_seeds_exact_embeddings(cls, num_layers: int) -> None:
     data, batch = _batch(num_layers)
@@ -50,8 +50,23 @@ def test_trimmed_batches_give_the_seeds_exact_embeddings(cls, num_layers: int) -
         assert trimmed[node_type].size(0) == 0
 
 
-@pytest.mark.parametrize("cls", [HGT, MGAT])
+@pytest.mark.parametrize("cls", [GCN, HGT, MGAT])
 def test_a_batch_sampled_to_another_depth_is_not_trimmed(cls) -> None:
     data, batch = _batch(num_hops=3)
     model = cls(GraphMeta.from_data(data), TARGETS, 16, 16, num_layers=2).eval()
     assert model(batch)["Item"].size(0) == batch["Item"].num_nodes
+
+
+@pytest.mark.parametrize("cls", [GCN, HGT, MGAT])
+def test_trimmed_batches_give_the_same_gradients(cls) -> None:
+    data, batch = _batch(num_hops=2)
+    torch.manual_seed(0)
+    model = cls(GraphMeta.from_data(data), TARGETS, 16, 16, dropout=0.0).train()
+    grads = []
+    for view in (_untrimmed(batch), batch):
+        model.zero_grad()
+        model(view)["Item"][:5].square().sum().backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for key, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][key], grad, rtol=1e-4, atol=1e-5, msg=key)
