@@ -126,14 +126,15 @@ def plan(
     graph: HeteroData,
     activations: Activations,
     budget: int,
-    batch_scale: Callable[[int], float],
+    batch_cost: Callable[[int], tuple[float, int]],
     batch_sizes: Sequence[int],
     process: int = 0,
 ) -> Plan:
     """Full-batch when its estimated peak fits ``budget``; else the largest of
-    ``batch_sizes`` (ascending) whose batches fit, ``batch_scale(size)`` being the share of the
-    graph one batch's sampled neighbourhood covers (the smallest size when none fits).
-    ``process``: bytes the process holds beyond the split (:func:`process_bytes`)."""
+    ``batch_sizes`` (ascending) whose batches fit, ``batch_cost(size)`` giving the share of the
+    graph one batch's sampled neighbourhood covers and the peak bytes of a step on it (the
+    smallest size when none fits). ``process``: bytes the process holds beyond the split
+    (:func:`process_bytes`)."""
     fixed = process + epoch_bytes(split, graph)
     features = sum(_nbytes(v) for t in graph.node_types for v in graph[t].values())
     full = full_batch_bytes(split, graph, activations, process)
@@ -141,8 +142,8 @@ def plan(
         return Plan("full", budget, full, process_bytes=process)
     chosen, chosen_bytes = batch_sizes[0], None
     for size in batch_sizes:
-        scale = batch_scale(size)
-        need = fixed + activations.peak(scale) + int(scale * features)  # the batch's copies
+        scale, step = batch_cost(size)
+        need = fixed + step + int(scale * features)  # the batch's copies
         if chosen_bytes is not None and need > budget:
             break
         chosen, chosen_bytes = size, need
@@ -188,6 +189,12 @@ def _saved_bytes(
         ).to(_device(graph))
         for et, e in split.train_edges.items()
     }
+    return saved_bytes(lambda: step(stand_in, supervision), excluded)
+
+
+def saved_bytes(run: Callable[[], object], excluded: Iterable[Tensor]) -> int:
+    """Bytes of the distinct storages autograd saves for the backward pass while ``run``
+    runs (a training step's forward and loss), ``excluded`` tensors' storages not counted."""
     seen = {_storage(t) for t in excluded}
     total = 0
     # What autograd would keep, kept here until the step is over (so that no storage's address
@@ -206,7 +213,7 @@ def _saved_bytes(
                 total += part.untyped_storage().nbytes()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, _never_unpacked):
-        step(stand_in, supervision)
+        run()
     kept.clear()
     return total
 

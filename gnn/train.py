@@ -33,7 +33,15 @@ from torch_geometric.sampler import BaseSampler, NegativeSampling
 from mmgraph.core.config import Settings
 from mmgraph.core.errors import InvalidArgumentError
 from mmgraph.gnn import distributed
-from mmgraph.gnn.budget import Activations, Plan, full_batch_bytes, plan, process_bytes
+from mmgraph.gnn.budget import (
+    BACKWARD_FACTOR,
+    Activations,
+    Plan,
+    full_batch_bytes,
+    plan,
+    process_bytes,
+    saved_bytes,
+)
 from mmgraph.gnn.metrics import ranking_metrics
 from mmgraph.gnn.models.base import EmbeddingModel, rows
 from mmgraph.gnn.sampler import CSC, degree_capped, make_neighbor_sampler
@@ -297,7 +305,7 @@ def plan_training(
             graph,
             activations,
             budget,
-            lambda b: _batch_share(graph, supervision, sampler, b),
+            _BatchCost(objective, graph, supervision, sampler),
             sizes,
             process,
         )
@@ -332,20 +340,74 @@ def _activations(objective: Objective, split: LinkSplit, graph: HeteroData) -> A
     return kept.recomputing(whole, model.num_layers)
 
 
-def _batch_share(
-    graph: HeteroData, supervision: dict[EdgeType, torch.Tensor], sampler: BaseSampler, size: int
-) -> float:
-    """The largest share of ``graph``'s nodes or edges a batch of ``size`` supervision edges
-    reaches through ``sampler`` (one batch drawn per edge type)."""
-    nodes = sum(int(graph[t].num_nodes or 0) for t in graph.node_types)
-    edges = sum(graph[et].edge_index.size(1) for et in graph.edge_types)
-    share = 0.0
-    for edge_type, pos in supervision.items():
-        batch = next(iter(_link_loader(graph, sampler, edge_type, pos, size)))
-        reached = sum(int(batch[t].num_nodes or 0) for t in batch.node_types)
-        sampled = sum(batch[et].edge_index.size(1) for et in batch.edge_types)
-        share = max(share, reached / max(nodes, 1), sampled / max(edges, 1))
-    return share
+class _BatchCost:
+    """What a mini-batch of ``size`` supervision edges costs: the largest share of ``graph``'s
+    nodes or edges one batch reaches (one batch drawn per edge type), and the peak bytes of a
+    training step on it. The step is measured on a real batch of the first size asked (what
+    autograd keeps, as for the full-batch estimate, rebuilt layers counted one at a time) and
+    scaled by the share for larger sizes: stand-ins of the whole graph cannot tell how little
+    a trimmed batch's later layers keep, and measuring each size would itself peak above the
+    budget before the plan knew."""
+
+    def __init__(
+        self,
+        objective: Objective,
+        graph: HeteroData,
+        supervision: dict[EdgeType, torch.Tensor],
+        sampler: BaseSampler,
+    ) -> None:
+        self.objective = objective
+        self.graph = graph
+        self.supervision = supervision
+        self.sampler = sampler
+        self.measured: tuple[float, int] | None = None
+
+    def __call__(self, size: int) -> tuple[float, int]:
+        graph = self.graph
+        nodes = sum(int(graph[t].num_nodes or 0) for t in graph.node_types)
+        edges = sum(graph[et].edge_index.size(1) for et in graph.edge_types)
+        share, peak = 0.0, 0
+        for edge_type, pos in self.supervision.items():
+            batch = next(iter(_link_loader(graph, self.sampler, edge_type, pos, size)))
+            reached = sum(int(batch[t].num_nodes or 0) for t in batch.node_types)
+            sampled = sum(batch[et].edge_index.size(1) for et in batch.edge_types)
+            share = max(share, reached / max(nodes, 1), sampled / max(edges, 1))
+            if self.measured is None:
+                peak = max(peak, self._step_peak(batch, edge_type))
+        if self.measured is None:
+            self.measured = (share, peak)
+        first_share, first_peak = self.measured
+        return share, int(first_peak * share / max(first_share, 1e-12))
+
+    def _step_peak(self, batch: HeteroData, edge_type: EdgeType) -> int:
+        objective, model = self.objective, self.objective.model
+        label_index, negatives = _batch_targets(batch, edge_type)
+        excluded = [
+            *objective.parameters(),
+            *(v for store in batch.stores for v in store.values() if isinstance(v, torch.Tensor)),
+        ]
+
+        def run() -> None:
+            objective(batch, label_index, torch.Generator().manual_seed(0), negatives)
+
+        kept = saved_bytes(run, excluded)
+        if model.recompute_layers:
+            model.recompute_layers = False
+            try:
+                whole = saved_bytes(run, excluded)
+            finally:
+                model.recompute_layers = True
+            kept += max(whole - kept, 0) // model.num_layers
+        return int(BACKWARD_FACTOR * kept)
+
+
+def _batch_targets(
+    batch: HeteroData, edge_type: EdgeType
+) -> tuple[dict[EdgeType, torch.Tensor], dict[EdgeType, torch.Tensor]]:
+    """A batch of :func:`_link_loader`'s positives (seed indices) and negative seeds."""
+    src, dst = batch[edge_type[0]], batch[edge_type[2]]
+    positives = torch.stack([src.src_index, dst.dst_pos_index])
+    return {edge_type: positives}, {edge_type: dst.dst_neg_index.reshape(-1)}
 
 
 def neighbours(graph: HeteroData, config: TrainConfig) -> dict[EdgeType, list[int]]:
@@ -404,9 +466,7 @@ def _mini_batch_epoch(
         shard = distributed.shard(pos)
         for batch in _link_loader(graph, sampler, edge_type, shard, chosen.batch_size, True):
             batch = batch.to(device)
-            src, dst = batch[edge_type[0]], batch[edge_type[2]]
-            label_index = {edge_type: torch.stack([src.src_index, dst.dst_pos_index])}
-            negatives = {edge_type: dst.dst_neg_index.reshape(-1)}
+            label_index, negatives = _batch_targets(batch, edge_type)
             total += _step(step, optimizer, batch, label_index, generator, negatives)
             batches += 1
     return total / max(batches, 1)

@@ -11,10 +11,14 @@ import torch
 
 from mmgraph.gnn.budget import epoch_bytes
 from mmgraph.gnn.models import MODELS, GraphMeta
+from mmgraph.gnn.sampler import make_neighbor_sampler
 from mmgraph.gnn.split import SplitConfig, split_graph
 from mmgraph.gnn.train import (
     Objective,
     TrainConfig,
+    _activations,
+    _BatchCost,
+    neighbours,
     plan_training,
     step_activations,
     train_model,
@@ -63,6 +67,24 @@ def test_the_plan_counts_what_the_process_already_holds(split) -> None:
     step_alone = full.full_batch_bytes - full.process_bytes
     tight = TrainConfig(memory_budget=step_alone + full.process_bytes // 2, num_neighbors=(5, 5))
     assert plan_training(objective, split, tight, torch.device("cpu")).mode == "mini"
+
+
+def test_batches_are_estimated_on_a_real_sampled_batch(split) -> None:
+    """A trimmed batch's later layers keep little, which stand-ins of the whole graph cannot
+    show: a mini-batch step is measured on a real batch and scaled by the share it reaches."""
+    config = TrainConfig(num_neighbors=(5, 5))
+    objective = Objective(_model(split, "hgt"), config)
+    graph, supervision = split.train_graph(torch.Generator().manual_seed(0))
+    objective.train()
+    line = _activations(objective, split, graph)
+    sampler = make_neighbor_sampler(graph, neighbours(graph, config), seed=0)
+    cost = _BatchCost(objective, graph, supervision, sampler)
+    share, step = cost(8)
+    assert 0 < share < 1
+    assert 0 < step < line.peak(share)
+    larger_share, larger_step = cost(32)
+    assert larger_share > share
+    assert larger_step == int(step * larger_share / share)
 
 
 def _live_tensors() -> int:
