@@ -340,6 +340,7 @@ def _activations(objective: Objective, split: LinkSplit, graph: HeteroData) -> A
     return kept.recomputing(whole, model.num_layers)
 
 
+@dataclass
 class _BatchCost:
     """What a mini-batch of ``size`` supervision edges costs: the largest share of ``graph``'s
     nodes or edges one batch reaches (one batch drawn per edge type), and the peak bytes of a
@@ -349,18 +350,11 @@ class _BatchCost:
     a trimmed batch's later layers keep, and measuring each size would itself peak above the
     budget before the plan knew."""
 
-    def __init__(
-        self,
-        objective: Objective,
-        graph: HeteroData,
-        supervision: dict[EdgeType, torch.Tensor],
-        sampler: BaseSampler,
-    ) -> None:
-        self.objective = objective
-        self.graph = graph
-        self.supervision = supervision
-        self.sampler = sampler
-        self.measured: tuple[float, int] | None = None
+    objective: Objective
+    graph: HeteroData
+    supervision: dict[EdgeType, torch.Tensor]
+    sampler: BaseSampler
+    measured: tuple[float, int] | None = None
 
     def __call__(self, size: int) -> tuple[float, int]:
         graph = self.graph
