@@ -59,14 +59,12 @@ class Scratch:
     """What a run remembers of its whole input, kept in a temporary SQLite file, not in memory.
 
     Holds each item uid's type and first location, whether it was written, the relations (written
-    after every item), and numbers waiting for their type's first standardisation fit; its private
-    :attr:`folder` may hold a run's other files.
+    after every item), and numbers waiting for their type's first standardisation fit.
     """
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="mmgraph-ingest-")
-        self.folder = Path(self._dir.name)
-        self.db = sqlite3.connect(self.folder / "run.sqlite", isolation_level=None)
+        self.db = sqlite3.connect(Path(self._dir.name) / "run.sqlite", isolation_level=None)
         self.db.executescript(
             """
             PRAGMA journal_mode = OFF;
