@@ -9,12 +9,13 @@ importer's files (:mod:`.bulk`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from mmgraph.ingest.files import HashedFiles
+from mmgraph.ingest.lines_ahead import LinesAhead, Outcome, Refused
 from mmgraph.ingest.options import IngestOptions, IngestResult
 from mmgraph.ingest.progress import READING, RELATIONS, Progress, ProgressListener
 from mmgraph.ingest.quarantine import Quarantine
@@ -92,9 +93,11 @@ def stream_records(
     quarantine: Quarantine,
     result: IngestResult,
     progress: ProgressListener | None = None,
+    ahead: LinesAhead | None = None,
 ) -> int:
     """Validate ``source``'s records and hand them to ``sink``; return how many were read.
-    ``progress`` hears after each batch how far the run is."""
+    ``progress`` hears after each batch how far the run is; ``ahead``, when given, validates
+    JSONL relation lines in a process of its own (:mod:`.lines_ahead`)."""
 
     def report(stage: str, done: int, total: int | None) -> None:
         if progress is not None:
@@ -105,12 +108,17 @@ def stream_records(
     repeats: set[Location] = set()
     read = 0
     t0 = time.perf_counter()
-    for location, raw in source.records:
+    for location, raw, outcome in _with_outcomes(source.records, ahead):
         read += 1
         try:
             if isinstance(raw, RecordError):
                 raise raw
-            record = parse_record(raw, location)
+            if isinstance(outcome, tuple):  # a relation's values
+                scratch.hold_values(location, outcome, raw)
+                continue
+            if isinstance(outcome, Refused):
+                raise outcome.error(location)
+            record = parse_record(raw, location) if outcome is None else outcome
             if isinstance(record, Relation):
                 scratch.hold_relation(location, record, raw)
                 continue
@@ -145,6 +153,14 @@ def stream_records(
         report(RELATIONS, done, total)
     sink.finish()
     return read
+
+
+def _with_outcomes(
+    records: Iterable[RawRecord], ahead: LinesAhead | None
+) -> Iterator[tuple[Location, Any, Outcome]]:
+    if ahead is not None:
+        return ahead.outcomes(records)
+    return ((location, raw, None) for location, raw in records)
 
 
 def endpoint_error(
