@@ -104,6 +104,7 @@ class Scratch:
         self._source_ids: dict[str, int] = {}
         self._repeats_flagged = False
         self._held: list[tuple[Any, ...]] = []
+        self._relations = 0
 
     def __enter__(self) -> Scratch:
         return self
@@ -143,6 +144,7 @@ class Scratch:
         """Hold a relation given as the values kept of it (validated elsewhere)."""
         src, dst, type_name, weight, props, key = values
         raw_kept = str(raw) if isinstance(raw, JsonText) else pack(raw)
+        self._relations += 1
         self._held.append(
             (
                 src,
@@ -165,8 +167,7 @@ class Scratch:
         self._held.clear()
 
     def relation_count(self) -> int:
-        self._insert_held()
-        return self.db.execute("SELECT count(*) FROM relations").fetchone()[0]
+        return self._relations
 
     def relations(self, flag_repeats: bool = False, plain: bool = True) -> Iterator[HeldRelation]:
         """The held relations in input order, each with whether this run wrote its endpoints;
