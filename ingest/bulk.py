@@ -32,7 +32,6 @@ from mmgraph.graph.import_files import ImportFiles, ImportGroup
 from mmgraph.graph.store import GraphStore, NodeRow, RelRow
 from mmgraph.ingest.encoding import Encoders, encode_items
 from mmgraph.ingest.heap import fewer_collections
-from mmgraph.ingest.lines_ahead import LinesAhead
 from mmgraph.ingest.node_files import NodeFilesWriter
 from mmgraph.ingest.numbers import HeldVectors, NumberEncoders
 from mmgraph.ingest.options import IngestError, IngestOptions, IngestResult
@@ -89,7 +88,6 @@ def _run(
         try:
             with (
                 NodeFilesWriter(target.work, run_id) as node_files,
-                LinesAhead() as ahead,
                 Scratch() as scratch,
                 fewer_collections(),
             ):
@@ -97,9 +95,7 @@ def _run(
                 sink = ImportSink(
                     files, node_files, options, encoders or Encoders(), scratch, quarantine, result
                 )
-                read = stream_records(
-                    source, sink, options, scratch, quarantine, result, progress, ahead
-                )
+                read = stream_records(source, sink, options, scratch, quarantine, result, progress)
                 if progress is not None:
                     progress(Progress(IMPORTING, read))
                 groups = sink.close_files()

@@ -37,24 +37,6 @@ _HELD_AT_ONCE = 1000
 PlainRelation = tuple[str, str, str, float]
 
 
-# What the scratch file keeps of a relation besides where it came from: its ends, type and weight,
-# its properties packed (``None`` when it has none), and a hash of its (src, type, dst). A plain
-# tuple: millions of them are pickled when relations are validated by another process.
-RelationValues = tuple[str, str, str, float, bytes | None, int]
-
-
-def relation_values(relation: Relation) -> RelationValues:
-    """The values the scratch file keeps of ``relation`` (see :data:`RelationValues`)."""
-    return (
-        relation.src,
-        relation.dst,
-        relation.type,
-        relation.weight,
-        pack(relation.props) if relation.props else None,
-        hash((relation.src, relation.type, relation.dst)),
-    )
-
-
 class HeldRelation(NamedTuple):
     """A relation held until every item is written: where it came from, the row to write,
     whether this run wrote each endpoint, its raw record (decoded only if it is refused; a
@@ -138,24 +120,18 @@ class Scratch:
         self.db.executemany("UPDATE items SET written = 1 WHERE uid = ?", ((u,) for u in uids))
 
     def hold_relation(self, location: Location, relation: Relation, raw: Any) -> None:
-        self.hold_values(location, relation_values(relation), raw)
-
-    def hold_values(self, location: Location, values: RelationValues, raw: Any) -> None:
-        """Hold a relation given as the values kept of it (validated elsewhere)."""
-        src, dst, type_name, weight, props, key = values
-        raw_kept = str(raw) if isinstance(raw, JsonText) else pack(raw)
         self._relations += 1
         self._held.append(
             (
-                src,
-                dst,
-                type_name,
-                weight,
-                props,
+                relation.src,
+                relation.dst,
+                relation.type,
+                relation.weight,
+                pack(relation.props) if relation.props else None,
                 self._source(location),
                 location.number,
-                raw_kept,
-                key,
+                str(raw) if isinstance(raw, JsonText) else pack(raw),
+                hash((relation.src, relation.type, relation.dst)),
             )
         )
         if len(self._held) >= _HELD_AT_ONCE:

@@ -9,13 +9,12 @@ importer's files (:mod:`.bulk`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from mmgraph.ingest.files import HashedFiles
-from mmgraph.ingest.lines_ahead import LinesAhead, Outcome, Refused
 from mmgraph.ingest.options import IngestOptions, IngestResult
 from mmgraph.ingest.progress import READING, RELATIONS, Progress, ProgressListener
 from mmgraph.ingest.quarantine import Quarantine
@@ -93,11 +92,9 @@ def stream_records(
     quarantine: Quarantine,
     result: IngestResult,
     progress: ProgressListener | None = None,
-    ahead: LinesAhead | None = None,
 ) -> int:
     """Validate ``source``'s records and hand them to ``sink``; return how many were read.
-    ``progress`` hears after each batch how far the run is; ``ahead``, when given, validates
-    JSONL relation lines in a process of its own (:mod:`.lines_ahead`)."""
+    ``progress`` hears after each batch how far the run is."""
 
     def report(stage: str, done: int, total: int | None) -> None:
         if progress is not None:
@@ -108,17 +105,12 @@ def stream_records(
     repeats: set[Location] = set()
     read = 0
     t0 = time.perf_counter()
-    for location, raw, outcome in _with_outcomes(source.records, ahead):
+    for location, raw in source.records:
         read += 1
         try:
             if isinstance(raw, RecordError):
                 raise raw
-            if isinstance(outcome, tuple):  # a relation's values
-                scratch.hold_values(location, outcome, raw)
-                continue
-            if isinstance(outcome, Refused):
-                raise outcome.error(location)
-            record = parse_record(raw, location) if outcome is None else outcome
+            record = parse_record(raw, location)
             if isinstance(record, Relation):
                 scratch.hold_relation(location, record, raw)
                 continue
@@ -157,14 +149,6 @@ def stream_records(
             report(RELATIONS, done, total)
     sink.finish()
     return read
-
-
-def _with_outcomes(
-    records: Iterable[RawRecord], ahead: LinesAhead | None
-) -> Iterator[tuple[Location, Any, Outcome]]:
-    if ahead is not None:
-        return ahead.outcomes(records)
-    return ((location, raw, None) for location, raw in records)
 
 
 def endpoint_error(
