@@ -17,7 +17,7 @@ once the import is done.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -53,6 +53,26 @@ class ImportGroup:
     multiline: bool
 
 
+@dataclass(frozen=True)
+class NodeLines:
+    """Node rows of one column group as lines of its file (without their row ends), with each
+    line's index among the rows they were made from."""
+
+    columns: tuple[str, ...]
+    multiline: bool
+    indices: list[int]
+    lines: list[bytes]
+
+    def subset(self, picked: Sequence[int]) -> NodeLines:
+        """The group's lines at the positions ``picked`` (in this group)."""
+        return NodeLines(
+            self.columns,
+            self.multiline,
+            [self.indices[k] for k in picked],
+            [self.lines[k] for k in picked],
+        )
+
+
 @dataclass
 class ImportFiles:
     """The importer's CSV files being written into ``folder`` (see the module's docstring).
@@ -72,14 +92,24 @@ class ImportFiles:
     def add_nodes(self, rows: Sequence[NodeRow]) -> list[NodeRow]:
         """Write node rows (each uid once in the whole import); return, per row with values the
         files cannot carry, a row of just those values."""
+        groups, later = self.node_lines(rows)
+        for group in groups:
+            self.add_node_lines(group)
+        return later
+
+    def node_lines(self, rows: Sequence[NodeRow]) -> tuple[list[NodeLines], list[NodeRow]]:
+        """Node rows as the lines of their files, by column group, not written yet (see
+        :meth:`add_node_lines`); and, per row with values the files cannot carry, a row of just
+        those values."""
         later: list[NodeRow] = []
-        by_columns: dict[tuple[tuple[str, ...], bool], list[tuple[NodeRow, dict[str, Any]]]] = {}
-        for row in rows:
+        by_columns: dict[tuple[tuple[str, ...], bool], list[tuple[int, NodeRow, dict]]] = {}
+        for i, row in enumerate(rows):
             props, rest = _split(row.properties())
             if rest:
                 later.append(NodeRow(row.uid, row.type, rest))
             key = (_columns(props), _multiline(props))
-            by_columns.setdefault(key, []).append((row, props))
+            by_columns.setdefault(key, []).append((i, row, props))
+        groups = []
         for (columns, multiline), group in by_columns.items():
             prefixes = [
                 ",".join(
@@ -90,11 +120,28 @@ class ImportFiles:
                         _text(self.run_id),
                     )
                 )
-                for row, _ in group
+                for _, row, _ in group
             ]
-            self._write("nodes", _NODE_HEADER, columns, multiline, prefixes, [p for _, p in group])
-        self.nodes += len(rows)
-        return later
+            lines = _lines(columns, prefixes, [props for _, _, props in group])
+            groups.append(NodeLines(columns, multiline, [i for i, _, _ in group], lines))
+        return groups, later
+
+    def add_node_lines(
+        self, group: NodeLines, extra: Mapping[str, list[Any]] | None = None
+    ) -> None:
+        """Write the lines of a node group (from :meth:`node_lines`), each given the values of
+        ``extra``'s columns (name: one value a line), after its own."""
+        columns, lines = group.columns, group.lines
+        if extra:
+            names = tuple(f"{name}:{_type(values[0])}" for name, values in extra.items())
+            cells = [
+                _cells(name, values) for name, values in zip(names, extra.values(), strict=True)
+            ]
+            lines = [b"".join(parts) for parts in zip(lines, *cells, strict=True)]
+            columns = (*columns, *names)
+        out = self._file("nodes", _NODE_HEADER, columns, group.multiline)
+        out.write(b"".join(line + b"\n" for line in lines))
+        self.nodes += len(lines)
 
     def add_relationships(self, rows: Sequence[RelRow]) -> list[RelRow]:
         """Write relationship rows (each (src, type, dst) once in the whole import); return, per
@@ -156,17 +203,7 @@ class ImportFiles:
         props: list[dict[str, Any]],
     ) -> None:
         out = self._file(kind, fixed, columns, multiline)
-        cells: list[list[bytes]] = [[prefix.encode()] for prefix in prefixes]
-        for column in columns:
-            name, kind_of_column = column.split(":", 1)
-            values = [p[name] for p in props]
-            if kind_of_column == "byte[]":
-                texts = _bytes_column(values)
-            else:
-                texts = [f",{_cell(value, kind_of_column)}".encode() for value in values]
-            for row, text in zip(cells, texts, strict=True):
-                row.append(text)
-        out.write(b"".join(b"".join(row) + b"\n" for row in cells))
+        out.write(b"".join(line + b"\n" for line in _lines(columns, prefixes, props)))
 
     def _file(
         self, kind: str, fixed: tuple[str, ...], columns: tuple[str, ...], multiline: bool
@@ -179,6 +216,26 @@ class ImportFiles:
             data = self.folder / f"{kind}-{number}.csv"
             self._groups[key] = (ImportGroup(header, data, multiline), data.open("wb"))
         return self._groups[key][1]
+
+
+def _lines(
+    columns: tuple[str, ...], prefixes: list[str], props: list[dict[str, Any]]
+) -> list[bytes]:
+    """Rows as lines (without their row end): each its prefix, then its values of ``columns``."""
+    cells: list[list[bytes]] = [[prefix.encode()] for prefix in prefixes]
+    for column in columns:
+        name = column.split(":", 1)[0]
+        for row, text in zip(cells, _cells(column, [p[name] for p in props]), strict=True):
+            row.append(text)
+    return [b"".join(row) for row in cells]
+
+
+def _cells(column: str, values: list[Any]) -> list[bytes]:
+    """The cells (each with its leading comma) of ``values`` in a ``name:type`` column."""
+    kind = column.split(":", 1)[1]
+    if kind == "byte[]":
+        return _bytes_column(values)
+    return [f",{_cell(value, kind)}".encode() for value in values]
 
 
 def _split(props: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

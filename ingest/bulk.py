@@ -8,8 +8,8 @@ cannot do is done by the transactional upsert once the import is done, in input 
 whose uid came earlier in the input (the importer takes each uid once; the upsert merges), a
 relation whose (src, type, dst) may repeat (all its occurrences), values CSV cannot carry (see
 :mod:`mmgraph.graph.import_files`), and ``num`` vectors of a uid's later occurrences. Items
-awaiting their type's first numeric fit are held, encoded, with their numbers, in a spool file
-beside the scratch file, until it is known, then written with their ``num`` vector. After the
+awaiting their type's first numeric fit are formatted at once and held, with their numbers, by
+the node files' worker until it is known, then written with their ``num`` vector. After the
 import come the schema, the kept fits, those
 writes and the run's ``:IngestRun`` (recorded only then: until the import the database is
 untouched, so a run that stops before it changes nothing).
@@ -18,7 +18,6 @@ untouched, so a run that stops before it changes nothing).
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -43,7 +42,7 @@ from mmgraph.ingest.readers import RawRecord, batched
 from mmgraph.ingest.records import Item, Location
 from mmgraph.ingest.scratch import HeldRelation, PlainRelation, Scratch, pack, unpack
 from mmgraph.ingest.stream import ItemBatch, RunInput, endpoint_error, stream_records
-from mmgraph.ingest.timings import add_time, timed_batches
+from mmgraph.ingest.timings import add_time
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +189,12 @@ class ImportSink:
                 if location in awaiting:  # its num vector, once known, is set after the import
                     self.scratch.hold_numbers(awaiting[location])
             elif location in awaiting:
-                # Vectors as bytes: a row pickles ten times faster than with numpy arrays.
-                bare = NodeRow(row.uid, row.type, row.properties())
-                held.append((self.position, bare, awaiting[location].numbers))
+                held.append((self.position, row, awaiting[location].numbers))
             else:
                 now.append((self.position, row))
-        self.held.hold(held)
+        for position, row in self.node_files.hold(held):
+            self.held.later_node(position, row)
+        self.result.nodes_created += len(held)
         self.scratch.mark_written(row.uid for _, row in rows)
         add_time(t, "hold", t0)
         self._write_nodes(now)
@@ -207,24 +206,8 @@ class ImportSink:
             t0 = time.perf_counter()
             self.held.later_vectors_of(vectors)
             add_time(t, "hold", t0)
-        for (held,) in timed_batches(self.held.rows(), 1, t, "hold"):
-            self._write_nodes(self._with_num_vectors(held))
-
-    def _with_num_vectors(
-        self, held: list[tuple[int, NodeRow, dict[str, float]]]
-    ) -> list[tuple[int, NodeRow]]:
-        """Held rows with the ``num`` vectors of their numbers, now that every fit is kept."""
-        t0 = time.perf_counter()
-        by_type: dict[str, list[tuple[NodeRow, dict[str, float]]]] = {}
-        for _, row, numbers in held:
-            by_type.setdefault(row.type, []).append((row, numbers))
-        for type_name, rows in by_type.items():
-            tag, vectors = self.numbers.vectors(type_name, [numbers for _, numbers in rows])
-            for (row, _), vector in zip(rows, vectors, strict=True):
-                if vector is not None:
-                    row.vectors["num"] = (vector, tag)
-        add_time(self.result.timings, "encode_num", t0)
-        return [(position, row) for position, row, _ in held]
+        # The worker writes the held rows with their num vectors while the relations go on.
+        self.node_files.release(self.numbers.first_fits())
 
     def write_relations(self, batch: list[HeldRelation]) -> None:
         rows = []
@@ -293,14 +276,11 @@ class ImportSink:
 
 
 class _Held:
-    """Rows a load holds: items awaiting their first numeric fit, with their numbers, in a spool
-    file of pickled batches (written in input order, read back once), and, in the scratch file,
-    what is written by the upsert after the import (ordered by input position)."""
+    """What a load writes by the upsert after the import, in the scratch file (ordered by input
+    position)."""
 
     def __init__(self, scratch: Scratch) -> None:
         self.db = scratch.db
-        self.path = scratch.folder / "held.pickle"
-        self.spool = self.path.open("wb")
         # One statement at a time: executescript would commit the scratch file's one transaction,
         # and every write after it would be a transaction of its own (14 us an insert, not 2).
         for table in (
@@ -309,19 +289,6 @@ class _Held:
             "later_relationships (row BLOB)",
         ):
             self.db.execute(f"CREATE TABLE {table}")
-
-    def hold(self, rows: list[tuple[int, NodeRow, dict[str, float]]]) -> None:
-        """Spool a batch of held rows, each with its input position and numbers."""
-        if rows:
-            pickle.dump(rows, self.spool, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def rows(self) -> Iterator[list[tuple[int, NodeRow, dict[str, float]]]]:
-        """The spooled batches, in input order (once: the spool is closed for good)."""
-        self.spool.close()
-        with self.path.open("rb") as spool:
-            while spool.peek(1):
-                yield pickle.load(spool)
-        self.path.unlink()
 
     def later_vectors_of(self, held: HeldVectors) -> None:
         """Keep ``num`` vectors for after the import: those of a uid's later occurrences (its

@@ -90,7 +90,7 @@ class NumberEncoders:
     Items of a type without a kept fit are written without ``num_vec`` and get it at the end of
     the run (:meth:`held_vectors`), once the fit (on all of them) is kept; their numbers wait in
     the scratch file, unless ``hold`` is false: a sink that keeps them beside the items it holds
-    encodes them with :meth:`vectors` then.
+    encodes them with :func:`num_vectors` and :meth:`first_fits` then.
     """
 
     def __init__(self, fits: FitStore, scratch: Scratch, hold: bool = True) -> None:
@@ -157,17 +157,20 @@ class NumberEncoders:
                     encoder.tag,
                 )
 
-    def vectors(
-        self, type_name: str, rows: Sequence[Mapping[str, float]]
-    ) -> tuple[str, list[np.ndarray | None]]:
-        """The tag and ``num`` vectors of rows of numbers of a type whose first fit is kept (by
-        :meth:`held_vectors`); ``None`` for a row with none of the fit's names."""
-        encoder = self.kept[type_name]
-        if encoder is None:
-            raise RuntimeError(f"no kept numeric fit of {type_name} yet")
-        known = set(encoder.columns)
-        encoded = [i for i, numbers in enumerate(rows) if known.intersection(numbers)]
-        vectors: list[np.ndarray | None] = [None] * len(rows)
-        for i, vector in zip(encoded, encoder.encode([rows[i] for i in encoded]), strict=True):
-            vectors[i] = vector
-        return encoder.tag, vectors
+    def first_fits(self) -> dict[str, NumericEncoder]:
+        """The fits this run was the first to keep, by type (once :meth:`held_vectors` is done)."""
+        fits = {type_name: self.kept[type_name] for type_name in self.running}
+        return {type_name: fit for type_name, fit in fits.items() if fit is not None}
+
+
+def num_vectors(
+    encoder: NumericEncoder, rows: Sequence[Mapping[str, float]]
+) -> list[np.ndarray | None]:
+    """The ``num`` vectors of rows of numbers; ``None`` for a row with none of the fit's names
+    (it gets no vector, as :meth:`NumberEncoders.rows` gives none)."""
+    known = set(encoder.columns)
+    encoded = [i for i, numbers in enumerate(rows) if known.intersection(numbers)]
+    vectors: list[np.ndarray | None] = [None] * len(rows)
+    for i, vector in zip(encoded, encoder.encode([rows[i] for i in encoded]), strict=True):
+        vectors[i] = vector
+    return vectors

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import numpy as np
 from pydantic import (
@@ -141,6 +141,27 @@ def _vector_names(vectors: dict[str, list[float]]) -> dict[str, list[float]]:
     return vectors
 
 
+class NoProperties(dict[str, Any]):
+    """The ``props`` of every record that gives none: one empty mapping, read-only and hashable,
+    which pydantic hands out as it is. A mutable default (``default_factory=dict``) is called for
+    each such record from pydantic's core, a cost per relation line of the same order as the
+    rest of its validation."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return 0
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a record's default props are read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only
+
+
+NO_PROPERTIES = NoProperties()
+
+
 Text = Annotated[StrictStr, AfterValidator(_utf8)]
 # The schema's checks raise SchemaError, a ValueError, which pydantic reports as a field error.
 TypeName = Annotated[StrictStr, AfterValidator(check_type_name)]
@@ -172,7 +193,7 @@ class Item(BaseModel):
         | None
     ) = None
     vectors: Annotated[dict[str, Vector], AfterValidator(_vector_names)] | None = None
-    props: Properties = Field(default_factory=dict)
+    props: Properties = NO_PROPERTIES
 
 
 class Relation(BaseModel):
@@ -185,7 +206,7 @@ class Relation(BaseModel):
     dst: Uid
     type: TypeName
     weight: Number = 1.0
-    props: RelationProperties = Field(default_factory=dict)
+    props: RelationProperties = NO_PROPERTIES
 
 
 Record = Item | Relation

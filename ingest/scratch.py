@@ -31,6 +31,8 @@ def unpack(data: bytes) -> Any:
     return pickle.loads(data)
 
 
+# Relations held in memory before they are inserted together.
+_HELD_AT_ONCE = 1000
 # A relation as (src, dst, type, weight).
 PlainRelation = tuple[str, str, str, float]
 
@@ -59,14 +61,12 @@ class Scratch:
     """What a run remembers of its whole input, kept in a temporary SQLite file, not in memory.
 
     Holds each item uid's type and first location, whether it was written, the relations (written
-    after every item), and numbers waiting for their type's first standardisation fit; its private
-    :attr:`folder` may hold a run's other files.
+    after every item), and numbers waiting for their type's first standardisation fit.
     """
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="mmgraph-ingest-")
-        self.folder = Path(self._dir.name)
-        self.db = sqlite3.connect(self.folder / "run.sqlite", isolation_level=None)
+        self.db = sqlite3.connect(Path(self._dir.name) / "run.sqlite", isolation_level=None)
         self.db.executescript(
             """
             PRAGMA journal_mode = OFF;
@@ -85,6 +85,8 @@ class Scratch:
         self._sources: list[str] = []
         self._source_ids: dict[str, int] = {}
         self._repeats_flagged = False
+        self._held: list[tuple[Any, ...]] = []
+        self._relations = 0
 
     def __enter__(self) -> Scratch:
         return self
@@ -118,8 +120,8 @@ class Scratch:
         self.db.executemany("UPDATE items SET written = 1 WHERE uid = ?", ((u,) for u in uids))
 
     def hold_relation(self, location: Location, relation: Relation, raw: Any) -> None:
-        self.db.execute(
-            "INSERT INTO relations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self._relations += 1
+        self._held.append(
             (
                 relation.src,
                 relation.dst,
@@ -130,17 +132,25 @@ class Scratch:
                 location.number,
                 str(raw) if isinstance(raw, JsonText) else pack(raw),
                 hash((relation.src, relation.type, relation.dst)),
-            ),
+            )
         )
+        if len(self._held) >= _HELD_AT_ONCE:
+            self._insert_held()
+
+    def _insert_held(self) -> None:
+        """Insert the relations held since the last insert, in one ``executemany``."""
+        self.db.executemany("INSERT INTO relations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._held)
+        self._held.clear()
 
     def relation_count(self) -> int:
-        return self.db.execute("SELECT count(*) FROM relations").fetchone()[0]
+        return self._relations
 
     def relations(self, flag_repeats: bool = False, plain: bool = True) -> Iterator[HeldRelation]:
         """The held relations in input order, each with whether this run wrote its endpoints;
         with ``flag_repeats``, every relation whose (src, type, dst) may occur more than once
         (by a hash of it: a collision flags a few more, never fewer) is marked ``repeated``, and
         without ``plain`` those :meth:`plain_relations` gives are left out."""
+        self._insert_held()
         repeats = where = ""
         if flag_repeats:
             self._flag_repeats()
@@ -168,6 +178,7 @@ class Scratch:
 
     def _flag_repeats(self) -> None:
         """Keep the keys of the relations that may occur more than once (once a run)."""
+        self._insert_held()
         if self._repeats_flagged:
             return
         self.db.execute(

@@ -1,8 +1,9 @@
 """A bulk load's scratch file and import files without Neo4j: one transaction, the relations it
-writes as bare rows, and the node files its worker process writes."""
+writes as bare rows, and the node files its worker process writes, held rows included."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,10 @@ import numpy as np
 from mmgraph.graph.import_files import ImportFiles
 from mmgraph.graph.store import NodeRow, RelRow
 from mmgraph.ingest.bulk import ImportSink
+from mmgraph.ingest.encoders import NumericEncoder
 from mmgraph.ingest.encoding import Encoders
 from mmgraph.ingest.node_files import NodeFilesWriter
+from mmgraph.ingest.numbers import num_vectors
 from mmgraph.ingest.options import IngestOptions, IngestResult
 from mmgraph.ingest.quarantine import Quarantine
 from mmgraph.ingest.records import Location, Relation
@@ -97,3 +100,46 @@ def test_the_node_files_worker_writes_the_files_import_files_writes(tmp_path: Pa
     for group, same in zip(groups, expected, strict=True):
         assert group.header.read_bytes() == same.header.read_bytes()
         assert group.data.read_bytes() == same.data.read_bytes()
+
+
+def test_held_rows_are_written_with_the_num_vectors_of_the_fit_released(tmp_path: Path) -> None:
+    numbers = [{"price": 1.0}, {"price": 3.0, "stock": 2.0}, {"other": 5.0}]
+    rows = [
+        (1, NodeRow("a", "Item", {"rank": 1})),
+        (2, NodeRow("b", "Item", {"rank": 2, "none": []})),
+        (3, NodeRow("c", "Item", {"text": "two\nlines"})),
+    ]
+    fit = NumericEncoder().fit(numbers[:2])
+    direct = ImportFiles(tmp_path / "direct", "run")
+    direct.folder.mkdir()
+    with_vectors = [
+        NodeRow(
+            row.uid, row.type, row.props, {"num": (vector, fit.tag)} if vector is not None else {}
+        )
+        for (_, row), vector in zip(rows, num_vectors(fit, numbers), strict=True)
+    ]
+    assert num_vectors(fit, numbers)[2] is None  # none of the fit's names: no vector
+    direct.add_nodes(with_vectors)
+    (tmp_path / "worker").mkdir()
+    with NodeFilesWriter(tmp_path / "worker", "run") as writer:
+        held = [(position, row, n) for (position, row), n in zip(rows, numbers, strict=True)]
+        later = writer.hold(held)
+        writer.release({"Item": fit})
+        groups, last = writer.close()
+    assert later + last == [(2, NodeRow("b", "Item", {"none": []}))]
+    expected, _ = direct.close()
+
+    def lines(groups: list) -> set[tuple[str, ...]]:
+        return {
+            tuple(sorted(zip(header, row, strict=True)))
+            for group in groups
+            for header in _csv(group.header)
+            for row in _csv(group.data)
+        }
+
+    assert lines(groups) == lines(expected) and len(lines(groups)) == 3
+
+
+def _csv(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
