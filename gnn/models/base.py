@@ -154,6 +154,12 @@ class SampledHops:
         """Rows per node type reached within ``hop`` hops (a prefix of each type's rows)."""
         return {t: sum(counts[: hop + 1]) for t, counts in self.nodes.items()}
 
+    def layer_rows(self) -> list[int]:
+        """Per layer, the stacked rows it writes in hop order (:func:`hop_major`): the nodes
+        within reach of the output, ``num_layers - 1 - i`` hops from a seed for layer ``i``."""
+        layers = len(next(iter(self.nodes.values()))) - 1
+        return [sum(self.within(layers - 1 - i).values()) for i in range(layers)]
+
 
 def sampled_hops(data: HeteroData, meta: GraphMeta, num_layers: int) -> SampledHops | None:
     """The hop counts of ``data`` when it is a batch sampled ``num_layers`` hops deep (one per
@@ -176,10 +182,12 @@ def sampled_hops(data: HeteroData, meta: GraphMeta, num_layers: int) -> SampledH
     return SampledHops(nodes, edges)
 
 
-def hop_order(hops: SampledHops, meta: GraphMeta, device: torch.device) -> Tensor:
+def hop_major(hops: SampledHops, meta: GraphMeta, edge_index: Tensor) -> tuple[Tensor, Tensor]:
     """The stacked rows (:func:`stack_types`) reordered hop by hop, stably: the seeds of every
     type first (in stacked order), then the nodes of hop 1, ...; the nodes within ``h`` hops
-    of a seed are then a prefix, which is all a layer ``h`` hops from the output writes."""
+    of a seed are then a prefix, which is all a layer ``h`` hops from the output writes.
+    Returns that order and ``edge_index`` (over the stacked rows) renumbered into it."""
+    device = edge_index.device
     hop = torch.cat(
         [
             torch.repeat_interleave(
@@ -189,7 +197,10 @@ def hop_order(hops: SampledHops, meta: GraphMeta, device: torch.device) -> Tenso
             for t in meta.node_types
         ]
     )
-    return torch.sort(hop, stable=True).indices
+    order = torch.sort(hop, stable=True).indices
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=device)
+    return order, rank[edge_index]
 
 
 def prefix_view(data: HeteroData, num_nodes: Mapping[str, int]) -> HeteroData:

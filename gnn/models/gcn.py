@@ -16,7 +16,7 @@ from mmgraph.gnn.models.base import (
     EmbeddingModel,
     GraphMeta,
     homogeneous_edges,
-    hop_order,
+    hop_major,
     num_nodes_dict,
     prefix_view,
     relu_dropout,
@@ -111,19 +111,14 @@ class GCN(EmbeddingModel):
         total = sum(num_nodes.values())
         order, out_nodes = None, dict(num_nodes)
         if hops is not None:
-            order = hop_order(hops, self.meta, self.device)
-            rank = torch.empty_like(order)
-            rank[order] = torch.arange(total, device=order.device)
-            edge_index = rank[edge_index]
+            order, edge_index = hop_major(hops, self.meta, edge_index)
             out_nodes = hops.seeds
         matrix = normalized_adjacency(edge_index, total, self.dtype)
         del edge_index
         if hops is None:
             adjacencies = [Adjacency(matrix)] * self.num_layers
         else:
-            reach = [
-                sum(hops.within(self.num_layers - 1 - i).values()) for i in range(self.num_layers)
-            ]
+            reach = hops.layer_rows()
             adjacencies = [
                 Adjacency(_first_rows(matrix, rows, cols))
                 for rows, cols in zip(reach, [total, *reach[:-1]], strict=True)

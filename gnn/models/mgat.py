@@ -15,7 +15,7 @@ from mmgraph.gnn.models.base import (
     GraphMeta,
     ModelConfigError,
     homogeneous_edges,
-    hop_order,
+    hop_major,
     isolated_view,
     num_nodes_dict,
     prefix_view,
@@ -222,15 +222,11 @@ class MGAT(EmbeddingModel):
         if hops is None:
             edges = DstSorted.with_self_loops(edge_index, total)
             return [edges] * self.num_layers, None, dict(num_nodes)
-        order = hop_order(hops, self.meta, device)
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(total, device=device)
-        edge_index = rank[edge_index]
-        layers = []
-        for i in range(self.num_layers):
-            num_dst = sum(hops.within(self.num_layers - 1 - i).values())
-            kept = edge_index[:, edge_index[1] < num_dst]
-            layers.append(DstSorted.with_self_loops(kept, num_dst))
+        order, edge_index = hop_major(hops, self.meta, edge_index)
+        layers = [
+            DstSorted.with_self_loops(edge_index[:, edge_index[1] < rows], rows)
+            for rows in hops.layer_rows()
+        ]
         return layers, order, hops.seeds
 
     def _encode(self, data: HeteroData) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
