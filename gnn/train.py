@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 SCORE_CHUNK = 262_144
 # Positives per checkpointed chunk of the loss (bounds its gathered embeddings and logits).
 LOSS_CHUNK = 65_536
+Measured = TypeVar("Measured")
 # Mini-batch sizes the memory budget chooses among; and the batch size of sampled inference.
 BATCH_SIZES = (1024, 2048, 4096, 8192, 16_384, 32_768, 65_536)
 INFERENCE_BATCH = 4096
@@ -329,15 +331,23 @@ def _activations(objective: Objective, split: LinkSplit, graph: HeteroData) -> A
     """What a step of ``objective`` keeps for its backward pass (:mod:`mmgraph.gnn.budget`),
     with the layers a model recomputes counted one layer at a time."""
     model = objective.model
-    kept = step_activations(objective, split, graph)
+    kept, whole = _both_ways(model, lambda: step_activations(objective, split, graph))
+    return kept if whole is None else kept.recomputing(whole, model.num_layers)
+
+
+def _both_ways(
+    model: EmbeddingModel, measure: Callable[[], Measured]
+) -> tuple[Measured, Measured | None]:
+    """``measure()`` as the model is set, and for a model that recomputes its layers in the
+    backward pass, again with everything kept (``None`` otherwise)."""
+    kept = measure()
     if not model.recompute_layers:
-        return kept
+        return kept, None
     model.recompute_layers = False
     try:
-        whole = step_activations(objective, split, graph)
+        return kept, measure()
     finally:
         model.recompute_layers = True
-    return kept.recomputing(whole, model.num_layers)
 
 
 @dataclass
@@ -384,13 +394,8 @@ class _BatchCost:
         def run() -> None:
             objective(batch, label_index, torch.Generator().manual_seed(0), negatives)
 
-        kept = saved_bytes(run, excluded)
-        if model.recompute_layers:
-            model.recompute_layers = False
-            try:
-                whole = saved_bytes(run, excluded)
-            finally:
-                model.recompute_layers = True
+        kept, whole = _both_ways(model, lambda: saved_bytes(run, excluded))
+        if whole is not None:
             kept += max(whole - kept, 0) // model.num_layers
         return int(BACKWARD_FACTOR * kept)
 
