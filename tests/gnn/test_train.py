@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from mmgraph.gnn import train as train_module
 from mmgraph.gnn.models import MODELS, GraphMeta
 from mmgraph.gnn.split import SplitConfig, split_graph
 from mmgraph.gnn.train import (
@@ -122,3 +123,45 @@ def test_the_loss_draws_negatives_among_the_candidates_given(split) -> None:
     # Every logit 0: the cross-entropy of a positive among 8 equal negatives is log(9).
     assert float(loss(torch.tensor([1, 2, 3]))) == pytest.approx(math.log(9))
     assert float(loss(torch.tensor([0]))) > 10
+
+
+@pytest.mark.parametrize(
+    ("name", "loss", "hard", "edge_type"),
+    [
+        ("gcn", "softmax", 0, ("Item", "HAS_TAG", "Tag")),
+        ("gcn", "bce", 2, ("Item", "HAS_TAG", "Tag")),
+        ("hybrid", "softmax", 2, ("Item", "HAS_TAG", "Tag")),
+        ("gcn", "softmax", 2, ("Item", "LIKES", "Item")),
+    ],
+)
+def test_the_loss_in_chunks_equals_the_loss_in_one_piece(
+    split, monkeypatch, name: str, loss: str, hard: int, edge_type: tuple[str, str, str]
+) -> None:
+    """Chunks recomputed in the backward pass give the loss and every gradient (embeddings
+    and the model's own parameters) of the loss computed at once, a node type read both as
+    source and destination included."""
+    meta = GraphMeta.from_data(split.graph("val"))
+    model = MODELS[name](meta, [*split.target_edge_types, edge_type], 8, 8)
+    z0 = {t: torch.randn(30, model.embedding_dim) for t in ("Item", "Tag")}
+    pos = torch.stack([torch.randint(0, 30, (50,)), torch.randint(0, 30, (50,))])
+    mp_edges = torch.stack([torch.randint(0, 30, (200,)), torch.randint(0, 30, (200,))])
+    config = TrainConfig(loss=loss, negatives=6, negatives_shared_by=4, hard_negatives=hard)
+
+    def run(chunk: int):
+        monkeypatch.setattr(train_module, "LOSS_CHUNK", chunk)
+        model.zero_grad()
+        z = {t: x.clone().requires_grad_() for t, x in z0.items()}
+        generator = torch.Generator().manual_seed(0)
+        value = link_loss(model, z, edge_type, pos, config, generator, mp_edges)
+        value.backward()
+        params = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return value.detach(), {t: x.grad for t, x in z.items()}, params
+
+    whole, z_whole, p_whole = run(1_000_000)
+    chunked, z_chunked, p_chunked = run(8)  # 13 groups of 4 in 7 chunks
+    torch.testing.assert_close(chunked, whole)
+    for t in z_whole:
+        torch.testing.assert_close(z_chunked[t], z_whole[t])
+    assert p_whole and p_chunked.keys() == p_whole.keys()
+    for n in p_whole:
+        torch.testing.assert_close(p_chunked[n], p_whole[n])
