@@ -570,10 +570,11 @@ def link_loss(
     return pos_sum / n_pos + neg_sum / (n_pos * n_neg)
 
 
-Chunk = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
+# Sources, candidates and positives of one chunk of the loss, and its hard negatives or None.
+LossChunk = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
-def _gathered(edge_type: EdgeType, chunk: Chunk) -> tuple[dict[str, torch.Tensor], Chunk]:
+def _gathered(edge_type: EdgeType, chunk: LossChunk) -> tuple[dict[str, torch.Tensor], LossChunk]:
     """The rows of each node type one chunk of the loss (sources, candidates, positives, hard
     negatives) reads, as one index per type, and the chunk's indices renumbered into them."""
     src, dst, pos, hard = chunk
@@ -585,8 +586,8 @@ def _gathered(edge_type: EdgeType, chunk: Chunk) -> tuple[dict[str, torch.Tensor
     local, taken = [], {}
     for node_type, piece in pieces:
         start = taken.get(node_type, 0)
-        local.append(torch.arange(start, start + piece.numel(), device=piece.device))
-        local[-1] = local[-1].view(piece.shape)
+        renumbered = torch.arange(start, start + piece.numel(), device=piece.device)
+        local.append(renumbered.view(piece.shape))
         taken[node_type] = start + piece.numel()
         index.setdefault(node_type, []).append(piece.reshape(-1))
     src_l, dst_l, pos0, pos1, *hard_l = local
@@ -608,7 +609,7 @@ class _ChunkedLoss(torch.autograd.Function):
         ctx: Any,
         run: Callable[..., tuple[torch.Tensor, torch.Tensor]],
         edge_type: EdgeType,
-        chunks: list[Chunk],
+        chunks: list[LossChunk],
         types: tuple[str, ...],
         *inputs: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -628,23 +629,38 @@ class _ChunkedLoss(torch.autograd.Function):
         ctx: Any, grad_pos: torch.Tensor, grad_neg: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         z = dict(zip(ctx.types, ctx.saved_tensors, strict=True))
-        params = ctx.params
-        z_grads = {t: torch.zeros_like(x) for t, x in z.items()}
-        param_grads: list[torch.Tensor | None] = [None] * len(params)
+        wanted = dict(zip(ctx.types, ctx.needs_input_grad[4:], strict=False))
+        params = [
+            p for p, w in zip(ctx.params, ctx.needs_input_grad[4 + len(z) :], strict=True) if w
+        ]
+        z_grads = {t: torch.zeros_like(x) if wanted[t] else None for t, x in z.items()}
+        param_grads: dict[torch.Tensor, torch.Tensor] = {}
         for chunk in ctx.chunks:
             index, args = _gathered(ctx.edge_type, chunk)
-            gathered = {t: z[t].index_select(0, i).requires_grad_() for t, i in index.items()}
+            # The chunk's rows, as leaves of its rebuilt graph.
+            leaves = {
+                t: z[t].detach().index_select(0, i).requires_grad_(wanted[t])
+                for t, i in index.items()
+            }
+            needed = [*(x for x in leaves.values() if x.requires_grad), *params]
+            if not needed:
+                break
             with torch.enable_grad():
-                a, b = ctx.run(gathered, *args)
+                a, b = ctx.run(leaves, *args)
                 total = a * grad_pos + b * grad_neg
-            grads = torch.autograd.grad(total, [*gathered.values(), *params], allow_unused=True)
-            for (t, i), g in zip(index.items(), grads, strict=False):
+                found = iter(torch.autograd.grad(total, needed, allow_unused=True))
+            for t, x in leaves.items():
+                g = next(found) if x.requires_grad else None
                 if g is not None:
-                    z_grads[t].index_add_(0, i, g)
-            for j, g in enumerate(grads[len(gathered) :]):
+                    z_grads[t].index_add_(0, index[t], g)
+            for p, g in zip(params, found, strict=True):
                 if g is not None:
-                    param_grads[j] = g if param_grads[j] is None else param_grads[j] + g
-        return None, None, None, None, *(z_grads[t] for t in ctx.types), *param_grads
+                    param_grads[p] = g if p not in param_grads else param_grads[p] + g
+        return (
+            (None,) * 4
+            + tuple(z_grads[t] for t in ctx.types)
+            + tuple(param_grads.get(p) for p in ctx.params)
+        )
 
 
 def _loss_sums(
