@@ -231,6 +231,7 @@ def _rank_case(case: dict[str, Any]) -> dict[str, Any] | None:
         "nproc": case["nproc"],
         "mode": trained.mode,
         "batch_size": trained.batch_size,
+        "recompute_layers": trained.recompute_layers,
         "device": str(device),
         "mp_edges": sum(val_graph[et].edge_index.size(1) for et in val_graph.edge_types),
         "epoch_s": statistics.median(train_epoch),
@@ -428,7 +429,7 @@ def emoji_report(path: Path) -> dict[str, Any]:
 
 
 def _print_train(rows: list[dict[str, Any]]) -> None:
-    head = ("mode", "batch", "mp edges", "s/epoch", "val s", "epochs", "best", "val MRR")
+    head = ("mode", "batch", "layers", "mp edges", "s/epoch", "val s", "epochs", "best", "val MRR")
     tail = ("test MRR", "est. GB", "peak GB", "split s")
     print(f"{'model':<7}{'nodes':>10}{'ranks':>6}" + "".join(f"{h:>10}" for h in head + tail))
     for r in rows:
@@ -438,6 +439,7 @@ def _print_train(rows: list[dict[str, Any]]) -> None:
         cells = (
             r["mode"],
             "-" if r["batch_size"] is None else f"{r['batch_size']:,}",
+            "rebuilt" if r["recompute_layers"] else "kept",
             f"{r['mp_edges']:,}",
             f"{r['epoch_s']:.2f}",
             f"{r['val_s']:.2f}",
@@ -453,6 +455,7 @@ def _print_train(rows: list[dict[str, Any]]) -> None:
             f"{r['model']:<7}{r['size']:>10,}{r['nproc']:>6}" + "".join(f"{c:>10}" for c in cells)
         )
     print("s/epoch: median training pass after the first epoch; val s: validation that follows it")
+    print("layers: kept for the backward pass, or rebuilt there (keeping them exceeds the budget)")
     print("random ranking of a held-out edge among its 120 candidates: MRR about 0.045")
 
 

@@ -43,7 +43,9 @@ PROBE_NODES = 20_000
 class Plan:
     """Full-batch or mini-batches, and why: the estimated full-batch peak against the budget
     (bytes, ``process_bytes`` of it held by the process before training), and for mini-batches
-    the batch size and its estimated peak."""
+    the batch size and its estimated peak. ``recompute_layers``: whether a model that can
+    rebuild its layers in the backward pass does (``False`` when keeping them fits the
+    budget), or ``None`` to leave the model as it is set."""
 
     mode: str
     budget: int
@@ -51,6 +53,7 @@ class Plan:
     batch_size: int | None = None
     batch_bytes: int | None = None
     process_bytes: int = 0
+    recompute_layers: bool | None = None
 
 
 Step = Callable[[HeteroData, dict[EdgeType, Tensor]], Tensor]

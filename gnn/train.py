@@ -140,7 +140,8 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What training did: the best epoch, its validation MRR, the curve, time and mode (with
-    the estimated full-batch peak and the budget that chose it, in bytes)."""
+    the estimated full-batch peak and the budget that chose it, in bytes, and whether the
+    model's layers were rebuilt in the backward pass)."""
 
     best_epoch: int
     best_val_mrr: float
@@ -151,6 +152,7 @@ class TrainResult:
     batch_size: int | None = None
     full_batch_bytes: int | None = None
     memory_budget: int | None = None
+    recompute_layers: bool = False
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -217,10 +219,11 @@ def train_model(
     )
     mini = chosen.mode == "mini"
     log.info(
-        "%s-batch training (estimated full-batch peak %.1f GB, budget %.1f GB)",
+        "%s-batch training (estimated full-batch peak %.1f GB, budget %.1f GB%s)",
         chosen.mode,
         chosen.full_batch_bytes / 1e9,
         chosen.budget / 1e9,
+        ", layers kept, not rebuilt" if chosen.recompute_layers is False else "",
     )
     step = distributed.wrap(objective, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -232,48 +235,57 @@ def train_model(
         batch_size=chosen.batch_size,
         full_batch_bytes=chosen.full_batch_bytes,
         memory_budget=chosen.budget,
+        recompute_layers=model.recompute_layers and chosen.recompute_layers is not False,
     )
-    best_state = _cpu_state(model)
-    started = time.perf_counter()
-    every, val = 1, -1.0
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
-        if mini:
-            loss = _mini_batch_epoch(step, split, optimizer, generator, config, device, chosen)
-        else:
-            loss = _full_batch_epoch(step, split, optimizer, generator, device)
-        train_s = time.perf_counter() - t0
-        stop = False
-        if distributed.rank() == 0:
-            if (epoch - 1) % every == 0:
-                t1 = time.perf_counter()
-                val = validation_mrr(model, split, val_graph, device, config if mini else None)
-                if mini and epoch == 1:
-                    every = _validation_interval(time.perf_counter() - t1, train_s)
-                if val > result.best_val_mrr:
-                    result.best_epoch, result.best_val_mrr = epoch, val
-                    best_state = _cpu_state(model)
-            row = {
-                "epoch": epoch,
-                "loss": loss,
-                "val_mrr": val,
-                "seconds": time.perf_counter() - t0,
-                "train_seconds": train_s,
-            }
-            result.history.append(row)
-            if progress is not None:
-                progress(epoch, row)
-            stop = epoch - result.best_epoch >= config.patience
-            if (
-                config.max_seconds is not None
-                and time.perf_counter() - started > config.max_seconds
-            ):
-                log.info(
-                    "stopping after %d epochs: max_seconds %.0f reached", epoch, config.max_seconds
-                )
-                stop = True
-        if distributed.from_rank0(stop):
-            break
+    user_choice = model.recompute_layers
+    if chosen.recompute_layers is not None:
+        model.recompute_layers = chosen.recompute_layers
+    try:
+        best_state = _cpu_state(model)
+        started = time.perf_counter()
+        every, val = 1, -1.0
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            if mini:
+                loss = _mini_batch_epoch(step, split, optimizer, generator, config, device, chosen)
+            else:
+                loss = _full_batch_epoch(step, split, optimizer, generator, device)
+            train_s = time.perf_counter() - t0
+            stop = False
+            if distributed.rank() == 0:
+                if (epoch - 1) % every == 0:
+                    t1 = time.perf_counter()
+                    val = validation_mrr(model, split, val_graph, device, config if mini else None)
+                    if mini and epoch == 1:
+                        every = _validation_interval(time.perf_counter() - t1, train_s)
+                    if val > result.best_val_mrr:
+                        result.best_epoch, result.best_val_mrr = epoch, val
+                        best_state = _cpu_state(model)
+                row = {
+                    "epoch": epoch,
+                    "loss": loss,
+                    "val_mrr": val,
+                    "seconds": time.perf_counter() - t0,
+                    "train_seconds": train_s,
+                }
+                result.history.append(row)
+                if progress is not None:
+                    progress(epoch, row)
+                stop = epoch - result.best_epoch >= config.patience
+                if (
+                    config.max_seconds is not None
+                    and time.perf_counter() - started > config.max_seconds
+                ):
+                    log.info(
+                        "stopping after %d epochs: max_seconds %.0f reached",
+                        epoch,
+                        config.max_seconds,
+                    )
+                    stop = True
+            if distributed.from_rank0(stop):
+                break
+    finally:
+        model.recompute_layers = user_choice
     best_state, result = distributed.from_rank0((best_state, result))
     model.load_state_dict(best_state)
     model.eval()
@@ -294,10 +306,16 @@ def plan_training(
         graph, supervision = split.train_graph(torch.Generator().manual_seed(config.seed))
         graph = graph.to(device)
         objective.train()
-        activations = _activations(objective, split, graph)
+        activations, kept_all = _activations(objective, split, graph)
         if config.batch_size is not None:
             full = full_batch_bytes(split, graph, activations, process)
             return Plan("mini", budget, full, config.batch_size, process_bytes=process)
+        if kept_all is not None:
+            # Rebuilding the layers costs time (about a sixth of an epoch); it is for a budget
+            # that cannot hold what they keep.
+            full = full_batch_bytes(split, graph, kept_all, process)
+            if full <= budget:
+                return Plan("full", budget, full, process_bytes=process, recompute_layers=False)
         n_sup = max(pos.size(1) for pos in supervision.values())
         sizes = [b for b in BATCH_SIZES if b < n_sup] or [n_sup]
         sampler = make_neighbor_sampler(graph, neighbours(graph, config), seed=config.seed)
@@ -326,12 +344,17 @@ def step_activations(
     )
 
 
-def _activations(objective: Objective, split: LinkSplit, graph: HeteroData) -> Activations:
+def _activations(
+    objective: Objective, split: LinkSplit, graph: HeteroData
+) -> tuple[Activations, Activations | None]:
     """What a step of ``objective`` keeps for its backward pass (:mod:`mmgraph.gnn.budget`),
-    with the layers a model recomputes counted one layer at a time."""
+    with the layers a model recomputes counted one layer at a time; and for such a model, what
+    the step keeps with its layers kept instead (``None`` for another model)."""
     model = objective.model
     kept, whole = _both_ways(model, lambda: step_activations(objective, split, graph))
-    return kept if whole is None else kept.recomputing(whole, model.num_layers)
+    if whole is None:
+        return kept, None
+    return kept.recomputing(whole, model.num_layers), whole
 
 
 def _both_ways(

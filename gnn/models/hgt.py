@@ -54,7 +54,8 @@ class HGT(EmbeddingModel):
             raw modalities, mapped per modality) to the output. (default: :obj:`True`)
         recompute_layers (bool, optional): Rebuild each layer's activations in the backward
             pass instead of keeping them (:meth:`~EmbeddingModel.layer`): at 100k nodes, 0.8 GB
-            less at the peak for 14% more time per epoch. (default: :obj:`True`)
+            less at the peak for 14% more time per epoch. Training turns it off for its run
+            when the memory budget holds the kept layers. (default: :obj:`True`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with the schema of ``meta``

@@ -81,7 +81,8 @@ class MGAT(EmbeddingModel):
             raw modalities, mapped per modality) to the fused output. (default: :obj:`True`)
         recompute_layers (bool, optional): Rebuild each attention layer's activations in the
             backward pass instead of keeping them (:meth:`~EmbeddingModel.layer`): at 100k
-            nodes, 0.6 GB less at the peak for 25% more time per epoch. (default: :obj:`True`)
+            nodes, 0.6 GB less at the peak for 25% more time per epoch. Training turns it off
+            for its run when the memory budget holds the kept layers. (default: :obj:`True`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with the schema of ``meta``

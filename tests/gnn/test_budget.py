@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from mmgraph.gnn import train as train_module
 from mmgraph.gnn.budget import epoch_bytes
 from mmgraph.gnn.models import MODELS, GraphMeta
 from mmgraph.gnn.sampler import make_neighbor_sampler
@@ -76,7 +77,7 @@ def test_batches_are_estimated_on_a_real_sampled_batch(split) -> None:
     objective = Objective(_model(split, "hgt"), config)
     graph, supervision = split.train_graph(torch.Generator().manual_seed(0))
     objective.train()
-    line = _activations(objective, split, graph)
+    line, _ = _activations(objective, split, graph)
     sampler = make_neighbor_sampler(graph, neighbours(graph, config), seed=0)
     cost = _BatchCost(objective, graph, supervision, sampler)
     share, step = cost(8)
@@ -120,9 +121,12 @@ def test_the_chunked_loss_does_not_grow_the_estimate(split) -> None:
     assert slopes[0] == pytest.approx(slopes[1], rel=1e-6)
 
 
-def test_recomputed_layers_are_estimated_one_layer_at_a_time(split) -> None:
-    """HGT rebuilds its layers in the backward pass: its estimate lies between keeping only the
-    layers' inputs and keeping everything, and the plan counts one layer of the difference."""
+def test_recomputed_layers_are_estimated_one_layer_at_a_time(split, monkeypatch) -> None:
+    """HGT can rebuild its layers in the backward pass: its estimate then lies between keeping
+    only the layers' inputs and keeping everything, and the plan counts one layer of the
+    difference. It keeps everything when that fits the budget, and rebuilds when only the
+    rebuilding step does."""
+    monkeypatch.setattr(train_module, "process_bytes", lambda split, device: 0)
     model = _model(split, "hgt")
     objective = Objective(model, TrainConfig())
     graph, _ = split.train_graph(torch.Generator().manual_seed(0))
@@ -132,9 +136,29 @@ def test_recomputed_layers_are_estimated_one_layer_at_a_time(split) -> None:
         measured[recompute] = step_activations(objective, split, graph)
     assert measured[True].slope < measured[False].slope
     model.recompute_layers = True
-    planned = plan_training(objective, split, TrainConfig(), torch.device("cpu"))
+    held = epoch_bytes(split, graph)
     expected = measured[True].recomputing(measured[False], model.num_layers)
-    held = planned.process_bytes
-    assert planned.full_batch_bytes == held + epoch_bytes(split, graph) + expected.peak(1.0)
     assert measured[True].peak(1.0) < expected.peak(1.0) < measured[False].peak(1.0)
+
+    roomy = plan_training(objective, split, TrainConfig(), torch.device("cpu"))
+    assert (roomy.mode, roomy.recompute_layers) == ("full", False)
+    assert roomy.full_batch_bytes == held + measured[False].peak(1.0)
+    tight = TrainConfig(memory_budget=roomy.full_batch_bytes - 1)
+    planned = plan_training(objective, split, tight, torch.device("cpu"))
+    assert (planned.mode, planned.recompute_layers) == ("full", None)
+    assert planned.full_batch_bytes == held + expected.peak(1.0)
+    assert model.recompute_layers
+
+
+@pytest.mark.parametrize(("budget", "recomputed"), [(None, False), (1, True)])
+def test_training_rebuilds_layers_only_when_the_plan_says(
+    split, budget: int | None, recomputed: bool
+) -> None:
+    """What the plan chose is what training did, and the model's own setting is left as it was."""
+    model = _model(split, "hgt")
+    config = TrainConfig(epochs=1, memory_budget=budget, num_neighbors=(5, 5))
+    during = []
+    result = train_model(model, split, config, lambda _, row: during.append(model.recompute_layers))
+    assert during == [recomputed]
+    assert result.recompute_layers is recomputed
     assert model.recompute_layers
