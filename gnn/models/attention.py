@@ -7,10 +7,11 @@ once and keep several for the backward pass: gigabytes at two million edges. A s
 destination's incoming edges involves no other destination, so :func:`attend` takes the edges
 sorted by destination (:class:`DstSorted`), cuts them into chunks of whole destinations of about
 :data:`CHUNK_EDGES` edges, and keeps none of a chunk's per-edge tensors: the backward pass
-rebuilds them one chunk at a time (as activation checkpointing would) and adds each chunk's
-gradients of the gathered source rows into one node-sized buffer. Checkpointing each chunk with
-torch's ``checkpoint`` made every chunk's backward allocate, fill and add a gradient the size of
-the whole node set for each tensor gathered by source, which took most of the backward pass.
+rebuilds a chunk's attention weights (as activation checkpointing would), derives the weighted
+sum's gradients directly, and adds each chunk's gradients of the gathered source rows into one
+node-sized buffer. Checkpointing each chunk with torch's ``checkpoint`` made every chunk's
+backward allocate, fill and add a gradient the size of the whole node set for each tensor
+gathered by source, which took most of the backward pass.
 The subclasses below are the PyG layers with the same parameters (and state dicts) whose
 aggregation goes through :func:`attend`: the same values, memory bounded by one chunk.
 """
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GATConv, GATv2Conv, HGTConv
-from torch_geometric.utils import add_self_loops, remove_self_loops, scatter, softmax
+from torch_geometric.utils import add_self_loops, remove_self_loops, softmax
 from torch_geometric.utils.hetero import construct_bipartite_edge_index
 
 from mmgraph.gnn.models.base import rows
@@ -134,7 +135,7 @@ def attend(
     )
 
 
-def _chunk(
+def _weights(
     edges: DstSorted,
     score: Score,
     d0: int,
@@ -144,16 +145,22 @@ def _chunk(
     extras: Sequence[Tensor],
     keep: Tensor | None,
     p: float,
-) -> Tensor:
-    """The attention output of destinations ``[d0, d1)`` from their edges' gathered rows."""
+) -> tuple[Tensor, Tensor]:
+    """The attention weights ``(E_c, heads)`` of the edges into destinations ``[d0, d1)`` (after
+    dropout), from their gathered rows; and each edge's destination counted from ``d0``."""
     part = slice(int(edges.ptr[d0]), int(edges.ptr[d1]))
     index = edges.dst[part] - d0
     logits = score(Chunk(src_rows, dst_rows, extras, part, index))
-    alpha = softmax(logits, index, num_nodes=d1 - d0)
+    alpha = softmax(logits, ptr=edges.ptr[d0 : d1 + 1] - edges.ptr[d0], num_nodes=d1 - d0)
     if keep is not None:
         alpha = alpha * keep / (1 - p)
-    message = src_rows[0] * alpha.unsqueeze(-1)
-    return scatter(message, index, dim=0, dim_size=d1 - d0, reduce="sum")
+    return alpha, index
+
+
+def _aggregate(value: Tensor, alpha: Tensor, index: Tensor, num_dst: int) -> Tensor:
+    """Each destination's sum of its edges' values weighted by ``alpha``."""
+    message = value * alpha.unsqueeze(-1)
+    return message.new_zeros(num_dst, *message.shape[1:]).index_add_(0, index, message)
 
 
 def _sources(edges: DstSorted, d0: int, d1: int) -> Tensor:
@@ -182,7 +189,8 @@ def _forward(
         masks.append(keep)
         src_rows = [rows(s, src) for s in sources]
         dst_rows = [t[d0:d1] for t in dst_side]
-        out[d0:d1] = _chunk(edges, score, d0, d1, src_rows, dst_rows, extras, keep, p)
+        alpha, index = _weights(edges, score, d0, d1, src_rows, dst_rows, extras, keep, p)
+        out[d0:d1] = _aggregate(src_rows[0], alpha, index, d1 - d0)
     return out, masks
 
 
@@ -231,12 +239,24 @@ class _Attend(torch.autograd.Function):
             with torch.enable_grad():
                 for leaf, w in zip(leaves, wanted, strict=True):
                     leaf.requires_grad_(w)
-                out = _chunk(edges, score, d0, d1, *_roles(leaves, n_sources, n_dst), keep, p)
-                needed = [leaf for leaf in leaves if leaf.requires_grad]
-                found = iter(torch.autograd.grad(out, needed, grad_out[d0:d1], allow_unused=True))
-            chunk_src, chunk_dst, chunk_extra = _roles(
-                [next(found) if w else None for w in wanted], n_sources, n_dst
+                roles = _roles(leaves, n_sources, n_dst)
+                alpha, index = _weights(edges, score, d0, d1, *roles, keep, p)
+            # The weighted sum's gradients by hand: rebuilding it for autograd would make the
+            # per-edge messages and their sum again, only to take them apart.
+            grad_rows = rows(grad_out[d0:d1], index)
+            value = leaves[0].detach()
+            grad_alpha = (grad_rows * value).sum(dim=-1)
+            needed = [leaf for leaf in leaves if leaf.requires_grad]
+            found = iter(
+                torch.autograd.grad(alpha, needed, grad_alpha, allow_unused=True)
+                if alpha.requires_grad
+                else [None] * len(needed)
             )
+            chunk_grads = [next(found) if w else None for w in wanted]
+            if wanted[0]:
+                by_value = grad_rows.mul_(alpha.detach().unsqueeze(-1))
+                chunk_grads[0] = by_value if chunk_grads[0] is None else by_value + chunk_grads[0]
+            chunk_src, chunk_dst, chunk_extra = _roles(chunk_grads, n_sources, n_dst)
             for g, total in zip(chunk_src, src_grads, strict=True):
                 if g is not None:
                     total.index_add_(0, src, g)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch_geometric.nn import GATConv, GATv2Conv, HGTConv
+from torch_geometric.utils import scatter, softmax
 
 from mmgraph.gnn.models import attention
 from mmgraph.gnn.models.attention import (
@@ -107,3 +108,26 @@ def test_attention_dropout_gradients_match_finite_differences(chunked, monkeypat
     with torch.no_grad():
         numeric = (loss(x + eps * direction) - loss(x - eps * direction)) / (2 * eps)
     torch.testing.assert_close((x.grad * direction).sum(), numeric)
+
+
+def test_attention_with_fixed_weights_passes_gradients_to_the_values(monkeypatch) -> None:
+    """When only the aggregated values need gradients (the scores read nothing that does), each
+    value's gradient is its edges' weights times their destinations' gradients, in chunks as in
+    one piece."""
+    monkeypatch.setattr(attention, "CHUNK_EDGES", 16)
+    x, edge_index = _graph()
+    value = x.detach().view(-1, 2, 8).requires_grad_()
+    logits = torch.randn(edge_index.size(1), 2, generator=torch.Generator().manual_seed(3))
+    edges = DstSorted.build(edge_index, x.size(0))
+    sorted_logits = logits[edges.perm]
+
+    def score(chunk: attention.Chunk) -> torch.Tensor:
+        return sorted_logits[chunk.part]
+
+    attention.attend(edges, score, (value,)).square().sum().backward()
+    got = value.grad.clone()
+    value.grad = None
+    alpha = softmax(logits, edge_index[1], num_nodes=x.size(0))
+    messages = value[edge_index[0]] * alpha.unsqueeze(-1)
+    scatter(messages, edge_index[1], dim=0, dim_size=x.size(0)).square().sum().backward()
+    torch.testing.assert_close(got, value.grad)
