@@ -244,14 +244,11 @@ class _Attend(torch.autograd.Function):
             # The weighted sum's gradients by hand: rebuilding it for autograd would make the
             # per-edge messages and their sum again, only to take them apart.
             grad_rows = rows(grad_out[d0:d1], index)
-            value = leaves[0].detach()
-            grad_alpha = (grad_rows * value).sum(dim=-1)
             needed = [leaf for leaf in leaves if leaf.requires_grad]
-            found = iter(
-                torch.autograd.grad(alpha, needed, grad_alpha, allow_unused=True)
-                if alpha.requires_grad
-                else [None] * len(needed)
-            )
+            found = iter([None] * len(needed))
+            if alpha.requires_grad:  # else the scores read nothing that needs a gradient
+                grad_alpha = (grad_rows * leaves[0].detach()).sum(dim=-1)
+                found = iter(torch.autograd.grad(alpha, needed, grad_alpha, allow_unused=True))
             chunk_grads = [next(found) if w else None for w in wanted]
             if wanted[0]:
                 by_value = grad_rows.mul_(alpha.detach().unsqueeze(-1))
