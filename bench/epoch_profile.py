@@ -34,9 +34,10 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """Profile ``case["epochs"]`` full-batch epochs of one model (after a warm-up)."""
     import torch
 
+    from mmgraph.gnn.distributed import resolve_device
     from mmgraph.gnn.experiment import DEFAULT_OPTIONS
     from mmgraph.gnn.models import MODELS, GraphMeta
-    from mmgraph.gnn.train import TrainConfig, link_loss, resolve_device, validation_mrr
+    from mmgraph.gnn.train import TrainConfig, link_loss, validation_mrr
 
     data = synthetic_graph(case["size"], image=True)
     split = bench_split(data)

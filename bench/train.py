@@ -177,7 +177,7 @@ def _rank_case(case: dict[str, Any]) -> dict[str, Any] | None:
     from mmgraph.gnn import distributed
     from mmgraph.gnn.experiment import DEFAULT_OPTIONS
     from mmgraph.gnn.models import MODELS, GraphMeta
-    from mmgraph.gnn.train import TrainConfig, resolve_device, train_model, validation_mrr
+    from mmgraph.gnn.train import TrainConfig, train_model, validation_mrr
 
     t0 = time.perf_counter()
     data = synthetic_graph(case["size"], case["image"])
@@ -195,7 +195,7 @@ def _rank_case(case: dict[str, Any]) -> dict[str, Any] | None:
         memory_budget=budget[case["mode"]],
         **epochs,
     )
-    device = resolve_device(config.device)
+    device = distributed.resolve_device(config.device)
     val_graph = split.graph("val")
     model = MODELS[case["model"]](
         GraphMeta.from_data(val_graph),

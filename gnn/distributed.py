@@ -38,6 +38,11 @@ def local_world_size() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", world_size())) if active() else 1
 
 
+def resolve_device(device: str | None) -> torch.device:
+    """``device`` if given, else CUDA when torch sees a GPU, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def backend_for(device: torch.device) -> str:
     """NCCL for GPUs, gloo for the CPU."""
     return "nccl" if device.type == "cuda" else "gloo"

@@ -26,6 +26,7 @@ import torch_geometric
 from torch_geometric.data import HeteroData
 
 from mmgraph.core.errors import InvalidArgumentError, MmgraphError
+from mmgraph.gnn import distributed
 from mmgraph.gnn.alignment import (
     Alignment,
     choice_nodes,
@@ -47,7 +48,7 @@ from mmgraph.gnn.names import MODEL_NAMES, REPORT_METRICS
 from mmgraph.gnn.runs import RunRecord, list_runs, new_run_id, save_run
 from mmgraph.gnn.spaces import centered_unit
 from mmgraph.gnn.split import LinkSplit
-from mmgraph.gnn.train import TrainConfig, TrainResult, embed, resolve_device, train_model
+from mmgraph.gnn.train import TrainConfig, TrainResult, embed, train_model
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def _train(
 ) -> _Fitted:
     net = MODELS[model](meta, split.target_edge_types, **options)
     trained = train_model(net, split, config, progress)
-    device = resolve_device(config.device)
+    device = distributed.resolve_device(config.device)
     mini = config if trained.mode == "mini" else None
     embedder = Embedder(
         embed=lambda graph: embed(net, graph, device, mini),

@@ -18,6 +18,9 @@ process group (gloo on the CPU, NCCL on GPUs): training is distributed
 (:mod:`mmgraph.gnn.distributed`), each rank then evaluates rank 0's weights, and only rank 0
 saves the run. The launcher sets the rendezvous environment; nothing here talks to another
 process itself.
+
+A worker imports what its function needs: launching imports no model code (a worker starts by
+importing torch and this module, then unpickles its function).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -41,8 +44,10 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from mmgraph.core.config import Settings
 from mmgraph.core.errors import InvalidArgumentError, MmgraphError
 from mmgraph.gnn import distributed
-from mmgraph.gnn.experiment import MODEL_NAMES, ExperimentResult, run_experiment
-from mmgraph.gnn.train import TrainConfig, resolve_device
+from mmgraph.gnn.names import MODEL_NAMES
+
+if TYPE_CHECKING:
+    from mmgraph.gnn.experiment import ExperimentResult
 
 
 class LaunchError(InvalidArgumentError):
@@ -78,7 +83,7 @@ def launch(fn: Callable[..., Any], nproc: int, *args: Any, device: str | None = 
 
 def _worker(errors: str, device: str | None, fn: Callable[..., Any], *args: Any) -> Any:
     try:
-        with process_group(resolve_device(device or Settings.from_env().device)):
+        with process_group(distributed.resolve_device(device or Settings.from_env().device)):
             return fn(*args)
     except MmgraphError as e:
         # The launcher reports only that a worker failed: the error's kind and message go
@@ -125,6 +130,8 @@ def run_experiment_distributed(
     """:func:`~mmgraph.gnn.experiment.run_experiment` (same keyword arguments, but no
     ``progress`` callback: it cannot cross processes) trained by ``nproc`` ranks on this
     machine; rank 0 saves the run under ``home`` and its result is returned."""
+    from mmgraph.gnn.train import TrainConfig
+
     if kwargs.get("progress") is not None:
         raise LaunchError("progress cannot be reported from worker processes; pass None")
     kwargs.pop("progress", None)
@@ -134,6 +141,8 @@ def run_experiment_distributed(
 
 
 def _experiment_rank(home: Path | None, kwargs: dict[str, Any]) -> ExperimentResult | None:
+    from mmgraph.gnn.experiment import run_experiment
+
     result = run_experiment(home=home if distributed.rank() == 0 else None, **kwargs)
     return result if distributed.rank() == 0 else None
 
@@ -143,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     module)."""
     from mmgraph.gnn.data import export_heterodata
     from mmgraph.gnn.split import SplitConfig, split_graph
+    from mmgraph.gnn.train import TrainConfig
     from mmgraph.graph.connection import open_store
     from mmgraph.graph.local_neo4j import running_server
 
@@ -159,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise LaunchError(
             "every rank reads the graph: set NEO4J_URI, or run `mmgraph neo4j start` first"
         )
-    device = resolve_device(settings.device)
+    device = distributed.resolve_device(settings.device)
     with process_group(device), open_store(settings) as store:
         export = export_heterodata(store, cache_dir=settings.home / "cache" / "export")
         split_config = SplitConfig(

@@ -155,11 +155,6 @@ class TrainResult:
     recompute_layers: bool = False
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``device`` if given, else CUDA when torch sees a GPU, else the CPU."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 class Objective(torch.nn.Module):
     """A training step's loss as one module: the model's embeddings, the link loss of the
     supervision edges and the model's auxiliary loss. DistributedDataParallel wraps this
@@ -207,7 +202,7 @@ def train_model(
     leaves with rank 0's best weights and result (see :mod:`mmgraph.gnn.distributed`)."""
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
+    device = distributed.resolve_device(config.device)
     model.reset_parameters()
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)

@@ -19,11 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.data import HeteroData
 
+from mmgraph.gnn import distributed
 from mmgraph.gnn.fusion.cca import CCA
 from mmgraph.gnn.fusion.cca_embedding import CCABaselineError, CCAEmbedding, paired_matrices
 from mmgraph.gnn.fusion.dcca import DeepCCA
 from mmgraph.gnn.models.base import ModelConfigError
-from mmgraph.gnn.train import TrainConfig, resolve_device
+from mmgraph.gnn.train import TrainConfig
 
 _ARCHITECTURE = ("x_channels", "y_channels", "hidden_channels", "out_channels", "num_layers")
 
@@ -92,7 +93,7 @@ class DCCAEmbedding(CCAEmbedding):
         x = F.normalize(torch.from_numpy(x).float(), dim=-1)
         y = F.normalize(torch.from_numpy(y).float(), dim=-1)
         torch.manual_seed(config.seed)
-        device = resolve_device(config.device)
+        device = distributed.resolve_device(config.device)
         network = DeepCCA(x.size(1), y.size(1), **self.options).to(device)
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))
         n_val = max(2, round(self.val_ratio * len(x)))

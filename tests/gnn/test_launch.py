@@ -13,6 +13,7 @@ from mmgraph.gnn.models import MODELS, GraphMeta
 from mmgraph.gnn.split import SplitConfig, split_graph
 from mmgraph.gnn.train import TrainConfig, train_model
 
+from .ranks import refuse
 from .test_experiment import _community_graph
 
 CONFIG = TrainConfig(epochs=12, patience=12, seed=0)
@@ -66,11 +67,7 @@ def test_bad_launches_are_refused() -> None:
         run_experiment_distributed(nproc=2, progress=print)
 
 
-def _refuse(message: str) -> None:
-    raise NotFoundError(message)
-
-
 def test_a_workers_error_reaches_the_caller_as_its_own_kind() -> None:
     # Not torch's ChildFailedError: the CLI maps the kind to its exit code, as in one process.
     with pytest.raises(NotFoundError, match="no such relation 'LIKES'"):
-        launch(_refuse, 1, "no such relation 'LIKES'")
+        launch(refuse, 1, "no such relation 'LIKES'")

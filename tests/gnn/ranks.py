@@ -1,0 +1,11 @@
+"""Functions the launch tests run in worker processes, in a module that imports no model code:
+a worker imports the module of its function, so these keep a worker's start to torch's."""
+
+from __future__ import annotations
+
+from mmgraph.core.errors import NotFoundError
+
+
+def refuse(message: str) -> None:
+    """Fail as a project error would in one process."""
+    raise NotFoundError(message)
