@@ -11,6 +11,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
+import org.neo4j.configuration.Config;
 import org.neo4j.configuration.GraphDatabaseInternalSettings;
 import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
@@ -22,10 +23,19 @@ import org.neo4j.graphdb.GraphDatabaseService;
 import org.neo4j.graphdb.QueryExecutionException;
 import org.neo4j.internal.kernel.api.connectioninfo.ClientConnectionInfo;
 import org.neo4j.internal.kernel.api.security.AuthenticationResult;
+import org.neo4j.io.fs.DefaultFileSystemAbstraction;
 import org.neo4j.kernel.api.security.AuthManager;
 import org.neo4j.kernel.api.security.AuthToken;
 import org.neo4j.kernel.api.security.exception.InvalidAuthTokenException;
+import org.neo4j.kernel.impl.security.User;
 import org.neo4j.kernel.internal.GraphDatabaseAPI;
+import org.neo4j.logging.NullLogProvider;
+import org.neo4j.memory.EmptyMemoryTracker;
+import org.neo4j.server.security.SecureHasher;
+import org.neo4j.server.security.SystemGraphCredential;
+import org.neo4j.server.security.auth.CommunitySecurityModule;
+import org.neo4j.server.security.auth.FileUserRepository;
+import org.neo4j.string.UTF8;
 
 /**
  * Runs an embedded Neo4j Community DBMS for mmgraph, reachable only over Bolt on 127.0.0.1.
@@ -96,6 +106,9 @@ public final class Neo4jLauncher {
             builder.setConfig(GraphDatabaseSettings.plugin_dir, pluginDir.toAbsolutePath())
                     .setConfig(GraphDatabaseSettings.procedure_unrestricted, List.of("gds.*"));
         }
+        if (!Files.exists(home.resolve("data").resolve("databases").resolve("system"))) {
+            setInitialPassword(home, password);
+        }
         dbms = builder.build();
 
         GraphDatabaseService system = dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME);
@@ -114,6 +127,28 @@ public final class Neo4jLauncher {
             System.exit(0);
         }
         Thread.currentThread().join();
+    }
+
+    /**
+     * Gives a new home's {@code neo4j} user the password, with no change required, before the
+     * system database is first created, which reads it from there: what {@code neo4j-admin dbms
+     * set-initial-password} writes. The login check then passes, where the {@code ALTER USER}
+     * that follows it otherwise, the JVM's first Cypher, took about 2 s of a first start.
+     */
+    private static void setInitialPassword(Path home, String password) throws IOException {
+        Config config = Config.newBuilder().set(GraphDatabaseSettings.neo4j_home, home).build();
+        Path file = CommunitySecurityModule.getInitialUserRepositoryFile(config);
+        try (DefaultFileSystemAbstraction fs = new DefaultFileSystemAbstraction()) {
+            fs.deleteFile(file);
+            FileUserRepository users = new FileUserRepository(
+                    fs, file, NullLogProvider.getInstance(), EmptyMemoryTracker.INSTANCE);
+            users.start();
+            users.create(new User("neo4j", null, SystemGraphCredential.createCredentialForPassword(
+                    UTF8.encode(password), new SecureHasher()), false, false));
+            users.shutdown();
+        } catch (Exception e) {
+            throw new IOException("could not write the initial password to " + file, e);
+        }
     }
 
     /**
