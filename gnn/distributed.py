@@ -39,7 +39,8 @@ def local_world_size() -> int:
 
 
 def resolve_device(device: str | None) -> torch.device:
-    """``device`` if given, else CUDA when torch sees a GPU, else the CPU."""
+    """``device`` if given, else CUDA when torch sees a GPU, else the CPU: where training runs,
+    and so which backend a rank's process group uses (:func:`backend_for`)."""
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
