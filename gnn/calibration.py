@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from mmgraph.core.errors import FailedPreconditionError
 
@@ -43,6 +42,9 @@ class Calibration:
             raise CalibrationError(
                 f"calibration needs positive and negative scores; got {pos.size} and {neg.size}"
             )
+        # Imported here: a run's serving and training need the fitted values, not scikit-learn.
+        from sklearn.linear_model import LogisticRegression
+
         x = np.concatenate([pos, neg])[:, None]
         y = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
         fit = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)

@@ -15,7 +15,6 @@ import numpy as np
 from mmgraph.core.config import Settings
 from mmgraph.gnn.data import GraphExport, export_heterodata
 from mmgraph.gnn.experiment import Comparison, compare_models, run_experiment
-from mmgraph.gnn.report import write_report
 from mmgraph.gnn.split import SplitConfig, split_graph
 from mmgraph.gnn.train import TrainConfig
 from mmgraph.graph.connection import open_store
@@ -119,6 +118,10 @@ def evaluate(
             fastrp=_fastrp(store, export.uids, split.seed) if fastrp and not missing else None,
             progress=progress,
         )
+    # Imported once the models are trained: matplotlib and scikit-learn add ~0.1 GB to the
+    # process, under every training step's peak when loaded before.
+    from mmgraph.gnn.report import write_report
+
     folder = report or settings.home / "reports" / "latest"
     path = write_report(folder, comparison.table, comparison.histories, comparison.maps)
     return Evaluation(comparison, path, missing)
