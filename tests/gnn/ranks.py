@@ -1,5 +1,6 @@
-"""Functions the launch tests run in worker processes, in a module that imports no model code:
-a worker imports the module of its function, so these keep a worker's start to torch's."""
+"""Functions the launch tests run in worker processes, in a module that imports no model code: a
+worker imports its function's module, so a worker running one of these imports little beyond
+torch."""
 
 from __future__ import annotations
 
