@@ -24,6 +24,7 @@ import org.neo4j.graphdb.QueryExecutionException;
 import org.neo4j.internal.kernel.api.connectioninfo.ClientConnectionInfo;
 import org.neo4j.internal.kernel.api.security.AuthenticationResult;
 import org.neo4j.io.fs.DefaultFileSystemAbstraction;
+import org.neo4j.io.layout.Neo4jLayout;
 import org.neo4j.kernel.api.security.AuthManager;
 import org.neo4j.kernel.api.security.AuthToken;
 import org.neo4j.kernel.api.security.exception.InvalidAuthTokenException;
@@ -42,8 +43,9 @@ import org.neo4j.string.UTF8;
  *
  * <p>Arguments: {@code --home DIR --port N --password-file FILE --pagecache SIZE
  * [--plugin-dir DIR] [--state-file FILE] [--watch-stdin]}. Auth is on and the {@code neo4j}
- * user's password is the password file's after every start (set unless a restart finds it so
- * already). {@code --plugin-dir} names a folder of Open GDS jars (also on the classpath): Neo4j
+ * user's password is the password file's after every start: a new home gets it from the initial
+ * user file ({@code data/dbms/auth.ini}) written before its first start, and a restart sets it
+ * only when the login check finds it changed. {@code --plugin-dir} names a folder of Open GDS jars (also on the classpath): Neo4j
  * registers their {@code gds.*} procedures, which run unrestricted as GDS asks. Once Bolt accepts
  * connections the launcher writes the state file (pid, port, whether GDS is on) and prints
  * {@code MMGRAPH_NEO4J_READY <port>}. SIGTERM or SIGINT shuts the DBMS down cleanly, removes the
@@ -106,8 +108,12 @@ public final class Neo4jLauncher {
             builder.setConfig(GraphDatabaseSettings.plugin_dir, pluginDir.toAbsolutePath())
                     .setConfig(GraphDatabaseSettings.procedure_unrestricted, List.of("gds.*"));
         }
-        if (!Files.exists(home.resolve("data").resolve("databases").resolve("system"))) {
-            setInitialPassword(home, password);
+        // The paths Neo4j derives from the home, as the builder's DBMS will use them.
+        Config paths = Config.newBuilder().set(GraphDatabaseSettings.neo4j_home, home).build();
+        Path systemDatabase = Neo4jLayout.of(paths).databasesDirectory()
+                .resolve(GraphDatabaseSettings.SYSTEM_DATABASE_NAME);
+        if (!Files.exists(systemDatabase)) {
+            setInitialPassword(paths, password);
         }
         dbms = builder.build();
 
@@ -135,17 +141,20 @@ public final class Neo4jLauncher {
      * set-initial-password} writes. The login check then passes, where the {@code ALTER USER}
      * that follows it otherwise, the JVM's first Cypher, took about 2 s of a first start.
      */
-    private static void setInitialPassword(Path home, String password) throws IOException {
-        Config config = Config.newBuilder().set(GraphDatabaseSettings.neo4j_home, home).build();
+    private static void setInitialPassword(Config config, String password) throws IOException {
         Path file = CommunitySecurityModule.getInitialUserRepositoryFile(config);
         try (DefaultFileSystemAbstraction fs = new DefaultFileSystemAbstraction()) {
-            fs.deleteFile(file);
+            fs.deleteFile(file); // a file left by a first start that never created the database
             FileUserRepository users = new FileUserRepository(
                     fs, file, NullLogProvider.getInstance(), EmptyMemoryTracker.INSTANCE);
             users.start();
-            users.create(new User("neo4j", null, SystemGraphCredential.createCredentialForPassword(
-                    UTF8.encode(password), new SecureHasher()), false, false));
-            users.shutdown();
+            try {
+                users.create(new User("neo4j", null, SystemGraphCredential
+                        .createCredentialForPassword(UTF8.encode(password), new SecureHasher()),
+                        false, false));
+            } finally {
+                users.shutdown();
+            }
         } catch (Exception e) {
             throw new IOException("could not write the initial password to " + file, e);
         }
@@ -153,8 +162,8 @@ public final class Neo4jLauncher {
 
     /**
      * Whether the {@code neo4j} user already logs in with {@code password} and needs no change,
-     * as a restart finds it (a new home's user has Neo4j's default password, and a changed file
-     * another). Neo4j's own login check, in about 50 ms: the two {@code ALTER USER} statements
+     * as a restart and a new home's first start find it (a password file changed since the
+     * home's first start holds another). Neo4j's own login check, in about 50 ms: the two {@code ALTER USER} statements
      * {@link #setPassword} ran on every restart, the JVM's first Cypher, took 2-3 s of it on the
      * 2-core VM.
      */
