@@ -4,7 +4,8 @@ Every function takes numpy arrays or torch tensors (any device) and returns plai
 so one table can compare every model on the same splits. scikit-learn computes what it has
 (ROC-AUC, k-means, NMI, ARI); the ranking is ours because it must count ties fairly. Training
 validates with the ranking alone, so scikit-learn is imported where it is used: loaded with the
-module, its ~90 MB sat under every training step's peak.
+module, it (about 70-90 MB with what it loads) sat under every training step's peak, which the
+memory budget counts; now only models trained after an evaluation in the same process carry it.
 
 Ties use the *realistic* rank, as PyKEEN does: the mean of the optimistic rank (the true item
 ahead of every equal score) and the pessimistic rank (behind every equal score). A scorer that

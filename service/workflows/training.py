@@ -118,8 +118,8 @@ def evaluate(
             fastrp=_fastrp(store, export.uids, split.seed) if fastrp and not missing else None,
             progress=progress,
         )
-    # Imported once the models are trained: matplotlib and scikit-learn add ~0.1 GB to the
-    # process, under every training step's peak when loaded before.
+    # Imported once the models are trained: matplotlib and PCA (about 30 MB) would otherwise
+    # sit under every training step's peak.
     from mmgraph.gnn.report import write_report
 
     folder = report or settings.home / "reports" / "latest"
