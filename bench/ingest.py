@@ -15,8 +15,10 @@ Three modes (any together):
   ``mmgraph ingest FILE`` on a server that holds data; ``bulk`` is ``bulk_ingest_files``, the call
   behind ``mmgraph ingest --bulk FILE``, from no running server to a loaded, restarted and stopped
   one (its import, restart and the writes after it are in its time). Each row: wall seconds,
-  CPU seconds on every core (the run's process and those it waited for: the node files' worker,
-  the importer; the lower bound of a run's seconds is that over the cores), nodes/s and
+  CPU seconds on every core (the run's process and those it waited for: in a bulk load the node
+  files' worker, the importer and the server it restarts and stops; not the server a
+  transactional run writes to, so the column compares bulk runs with each other only; a run's
+  seconds cannot fall below it over the cores), nodes/s and
   relationships/s over the whole run, the ratio ``x bare`` (the bare loop's seconds
   over the row's: 1.0 is the ceiling), the child's peak RSS (``ru_maxrss``) and its growth during
   the run (``VmHWM``, reset just before it), and the run's seconds by stage. The memory claim
@@ -144,7 +146,7 @@ def run_ingest(payload: dict[str, Any]) -> dict[str, Any]:
         "quarantine_reasons": dict(reasons),
         "seconds": wall,
         # Every core's time: this process's, and that of the processes it started and waited
-        # for (the node files' worker, the importer); not a server the run left running.
+        # for (a bulk load's worker, importer and restarted server); not a server started before.
         "cpu_s": cpu.user - cpu0.user + cpu.system - cpu0.system,
         "children_cpu_s": (
             cpu.children_user - cpu0.children_user + cpu.children_system - cpu0.children_system
