@@ -45,9 +45,10 @@ import org.neo4j.string.UTF8;
  * [--plugin-dir DIR] [--state-file FILE] [--watch-stdin]}. Auth is on and the {@code neo4j}
  * user's password is the password file's after every start: a new home gets it from the initial
  * user file ({@code data/dbms/auth.ini}) written before its first start, and a restart sets it
- * only when the login check finds it changed. {@code --plugin-dir} names a folder of Open GDS jars (also on the classpath): Neo4j
- * registers their {@code gds.*} procedures, which run unrestricted as GDS asks. Once Bolt accepts
- * connections the launcher writes the state file (pid, port, whether GDS is on) and prints
+ * only when the login check finds it changed. {@code --plugin-dir} names a folder of Open GDS
+ * jars (also on the classpath): Neo4j registers their {@code gds.*} procedures, which run
+ * unrestricted as GDS asks. Once Bolt accepts connections the launcher writes the state file
+ * (pid, port, whether GDS is on) and prints
  * {@code MMGRAPH_NEO4J_READY <port>}. SIGTERM or SIGINT shuts the DBMS down cleanly, removes the
  * state file and exits 0; with {@code --watch-stdin} so does end of input, which is how a parent
  * process that dies in any way takes the server with it.
@@ -163,9 +164,9 @@ public final class Neo4jLauncher {
     /**
      * Whether the {@code neo4j} user already logs in with {@code password} and needs no change,
      * as a restart and a new home's first start find it (a password file changed since the
-     * home's first start holds another). Neo4j's own login check, in about 50 ms: the two {@code ALTER USER} statements
-     * {@link #setPassword} ran on every restart, the JVM's first Cypher, took 2-3 s of it on the
-     * 2-core VM.
+     * home's first start holds another). Neo4j's own login check, in about 50 ms: the two
+     * {@code ALTER USER} statements {@link #setPassword} ran on every restart, the JVM's first
+     * Cypher, took 2-3 s of it on the 2-core VM.
      */
     private static boolean logsIn(GraphDatabaseService system, String password)
             throws InvalidAuthTokenException {
