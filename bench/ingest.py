@@ -18,10 +18,10 @@ Three modes (any together):
   CPU seconds on every core (the run's process and those it waited for: in a bulk load the node
   files' worker, the importer and the server it restarts and stops; not the server a
   transactional run writes to, so the column compares bulk runs with each other only; a run's
-  seconds cannot fall below it over the cores), nodes/s and
-  relationships/s over the whole run, the ratio ``x bare`` (the bare loop's seconds
-  over the row's: 1.0 is the ceiling), the child's peak RSS (``ru_maxrss``) and its growth during
-  the run (``VmHWM``, reset just before it), and the run's seconds by stage. The memory claim
+  seconds cannot fall below it over the cores), nodes/s and relationships/s over the whole run,
+  the ratio ``x bare`` (the bare loop's seconds over the row's: 1.0 is the ceiling), the child's
+  peak RSS (``ru_maxrss``) and its growth during the run (``VmHWM``, reset just before it), and
+  the run's seconds by stage. The memory claim
   being checked: flat peak memory from 10k to 1M items.
 - ``--posters [N]`` (pictures, N default 20): N/2 JPEG photos (6000x4000, 24 MP: decoded at
   1/8 scale) and N/2 PNGs of 7000x7000 (49 MP, above the 40 MP ``max_image_pixels``:
