@@ -542,8 +542,8 @@ def link_loss(
     of their own two hops away in ``mp_edges`` (this edge type's message-passing edges):
     softmax cross-entropy of each positive among its negatives (a sampled ranking loss, what
     MRR measures), or binary cross-entropy of every link on its own. Computed in chunks of
-    about :data:`LOSS_CHUNK` positives, each recomputed in the backward pass, so that only one
-    chunk's gathered embeddings and logits exist at a time (:class:`_ChunkedLoss`)."""
+    about :data:`LOSS_CHUNK` positives, so that only one chunk's gathered embeddings and logits
+    exist at a time (:class:`_ChunkedLoss`)."""
     n_pos, group, k = pos.size(1), config.negatives_shared_by, config.negatives
     groups = -(-n_pos // group)
     # The last group is padded with the first source; its padded rows are dropped below.
@@ -568,24 +568,23 @@ def link_loss(
             (src[g0:g1], dst[g0:g1], pos[:, p0:p1], None if hard is None else hard[p0:p1])
         )
 
-    def run(
-        z: dict[str, torch.Tensor], *chunk: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return _loss_sums(model, z, edge_type, config, *chunk)
+    n_neg = k + config.hard_negatives
+
+    def mean(pos_sum: torch.Tensor, neg_sum: torch.Tensor) -> torch.Tensor:
+        if config.loss == "softmax":
+            return pos_sum / n_pos
+        return pos_sum / n_pos + neg_sum / (n_pos * n_neg)
 
     if len(chunks) > 1 and torch.is_grad_enabled():
         types = tuple(dict.fromkeys((edge_type[0], edge_type[2])))
         params = [p for p in model.parameters() if p.requires_grad]
-        pos_sum, neg_sum = _ChunkedLoss.apply(
-            run, edge_type, chunks, types, *(z[t] for t in types), *params
-        )
-    else:
-        parts = [run(z, *chunk) for chunk in chunks]
-        pos_sum, neg_sum = sum(p[0] for p in parts), sum(p[1] for p in parts)
-    if config.loss == "softmax":
-        return pos_sum / n_pos
-    n_neg = k + config.hard_negatives
-    return pos_sum / n_pos + neg_sum / (n_pos * n_neg)
+
+        def run(z: dict[str, torch.Tensor], *chunk: torch.Tensor | None) -> torch.Tensor:
+            return mean(*_loss_sums(model, z, edge_type, config, *chunk))
+
+        return _ChunkedLoss.apply(run, edge_type, chunks, types, *(z[t] for t in types), *params)
+    parts = [_loss_sums(model, z, edge_type, config, *chunk) for chunk in chunks]
+    return mean(sum(p[0] for p in parts), sum(p[1] for p in parts))
 
 
 # Sources, candidates and positives of one chunk of the loss, and its hard negatives or None.
@@ -593,11 +592,12 @@ LossChunk = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 def _gathered(edge_type: EdgeType, chunk: LossChunk) -> tuple[dict[str, torch.Tensor], LossChunk]:
-    """The rows of each node type one chunk of the loss (sources, candidates, positives, hard
-    negatives) reads, as one index per type, and the chunk's indices renumbered into them."""
+    """The rows of each node type one chunk of the loss (sources, candidates, positives' ends,
+    hard negatives) reads, as one index per type, and the chunk's indices renumbered into them.
+    The positives' sources are the groups' sources (the last group padded), read once."""
     src, dst, pos, hard = chunk
     s, d = edge_type[0], edge_type[2]
-    pieces = [(s, src), (d, dst), (s, pos[0]), (d, pos[1])]
+    pieces = [(s, src), (d, dst), (d, pos[1])]
     if hard is not None:
         pieces.append((d, hard))
     index: dict[str, list[torch.Tensor]] = {}
@@ -608,7 +608,8 @@ def _gathered(edge_type: EdgeType, chunk: LossChunk) -> tuple[dict[str, torch.Te
         local.append(renumbered.view(piece.shape))
         taken[node_type] = start + piece.numel()
         index.setdefault(node_type, []).append(piece.reshape(-1))
-    src_l, dst_l, pos0, pos1, *hard_l = local
+    src_l, dst_l, pos1, *hard_l = local
+    pos0 = src_l.reshape(-1)[: pos.size(1)]
     return (
         {t: torch.cat(parts) for t, parts in index.items()},
         (src_l, dst_l, torch.stack([pos0, pos1]), hard_l[0] if hard_l else None),
@@ -616,69 +617,58 @@ def _gathered(edge_type: EdgeType, chunk: LossChunk) -> tuple[dict[str, torch.Te
 
 
 class _ChunkedLoss(torch.autograd.Function):
-    """The summed losses of :func:`link_loss` over its chunks, each chunk computed on copies of
-    the rows of ``z`` it reads. The backward pass recomputes one chunk at a time (one chunk's
-    rows and logits exist at once) and adds the rows' gradients into one gradient per node
-    type: autograd's own gather backward would zero a whole node type's gradient for every
-    gather of every chunk (at a million nodes, 72 such 0.5 GB tensors a step, 3.2 s of 25)."""
+    """The loss of :func:`link_loss` summed over its chunks, each chunk computed on copies of
+    the rows of ``z`` it reads, one chunk at a time. Each chunk's gradients are taken as soon
+    as its loss is (as fused cross-entropy kernels do), so no chunk is rebuilt: the rows'
+    gradients go into one gradient per node type, and the backward pass only scales them.
+    Autograd's own gather backward would zero a whole node type's gradient for every gather of
+    every chunk (at a million nodes, 72 such 0.5 GB tensors a step, 3.2 s of 25)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
-        run: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+        run: Callable[..., torch.Tensor],
         edge_type: EdgeType,
         chunks: list[LossChunk],
         types: tuple[str, ...],
         *inputs: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         z = dict(zip(types, inputs, strict=False))
-        ctx.run, ctx.edge_type, ctx.chunks, ctx.types = run, edge_type, chunks, types
-        ctx.params = inputs[len(types) :]
-        ctx.save_for_backward(*inputs[: len(types)])
-        pos_sum = neg_sum = inputs[0].new_zeros(())
-        for chunk in chunks:
-            index, args = _gathered(edge_type, chunk)
-            a, b = run({t: z[t].index_select(0, i) for t, i in index.items()}, *args)
-            pos_sum, neg_sum = pos_sum + a, neg_sum + b
-        return pos_sum, neg_sum
-
-    @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: Any, grad_pos: torch.Tensor, grad_neg: torch.Tensor
-    ) -> tuple[torch.Tensor | None, ...]:
-        z = dict(zip(ctx.types, ctx.saved_tensors, strict=True))
-        wanted = dict(zip(ctx.types, ctx.needs_input_grad[4:], strict=False))
-        params = [
-            p for p, w in zip(ctx.params, ctx.needs_input_grad[4 + len(z) :], strict=True) if w
+        wanted = dict(zip(types, ctx.needs_input_grad[4:], strict=False))
+        params = inputs[len(types) :]
+        wanted_params = [
+            p for p, w in zip(params, ctx.needs_input_grad[4 + len(types) :], strict=True) if w
         ]
         z_grads = {t: torch.zeros_like(x) if wanted[t] else None for t, x in z.items()}
         param_grads: dict[torch.Tensor, torch.Tensor] = {}
-        for chunk in ctx.chunks:
-            index, args = _gathered(ctx.edge_type, chunk)
-            # The chunk's rows, as leaves of its rebuilt graph.
+        total = inputs[0].new_zeros(())
+        for chunk in chunks:
+            index, args = _gathered(edge_type, chunk)
             leaves = {
                 t: z[t].detach().index_select(0, i).requires_grad_(wanted[t])
                 for t, i in index.items()
             }
-            needed = [*(x for x in leaves.values() if x.requires_grad), *params]
-            if not needed:
-                break
+            needed = [*(x for x in leaves.values() if x.requires_grad), *wanted_params]
             with torch.enable_grad():
-                a, b = ctx.run(leaves, *args)
-                total = a * grad_pos + b * grad_neg
-                found = iter(torch.autograd.grad(total, needed, allow_unused=True))
+                loss = run(leaves, *args)
+                found = iter(torch.autograd.grad(loss, needed, allow_unused=True) if needed else ())
+            total += loss.detach()
             for t, x in leaves.items():
                 g = next(found) if x.requires_grad else None
                 if g is not None:
                     z_grads[t].index_add_(0, index[t], g)
-            for p, g in zip(params, found, strict=True):
+            for p, g in zip(wanted_params, found, strict=True):
                 if g is not None:
                     param_grads[p] = g if p not in param_grads else param_grads[p] + g
-        return (
-            (None,) * 4
-            + tuple(z_grads[t] for t in ctx.types)
-            + tuple(param_grads.get(p) for p in ctx.params)
-        )
+        ctx.grads = [z_grads[t] for t in types] + [param_grads.get(p) for p in params]
+        return total
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        grads, ctx.grads = ctx.grads, None
+        return (None,) * 4 + tuple(None if g is None else g.mul_(grad) for g in grads)
 
 
 def _loss_sums(

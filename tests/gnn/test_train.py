@@ -137,9 +137,9 @@ def test_the_loss_draws_negatives_among_the_candidates_given(split) -> None:
 def test_the_loss_in_chunks_equals_the_loss_in_one_piece(
     split, monkeypatch, name: str, loss: str, hard: int, edge_type: tuple[str, str, str]
 ) -> None:
-    """Chunks recomputed in the backward pass give the loss and every gradient (embeddings
-    and the model's own parameters) of the loss computed at once, a node type read both as
-    source and destination included."""
+    """Chunks, each computed once with its gradients, give the loss and every gradient
+    (embeddings and the model's own parameters, under an upstream gradient other than 1) of
+    the loss computed at once, a node type read both as source and destination included."""
     meta = GraphMeta.from_data(split.graph("val"))
     model = MODELS[name](meta, [*split.target_edge_types, edge_type], 8, 8)
     z0 = {t: torch.randn(30, model.embedding_dim) for t in ("Item", "Tag")}
@@ -147,18 +147,29 @@ def test_the_loss_in_chunks_equals_the_loss_in_one_piece(
     mp_edges = torch.stack([torch.randint(0, 30, (200,)), torch.randint(0, 30, (200,))])
     config = TrainConfig(loss=loss, negatives=6, negatives_shared_by=4, hard_negatives=hard)
 
+    computed = []
+    loss_sums = train_module._loss_sums
+
+    def counted(*args):
+        computed.append(1)
+        return loss_sums(*args)
+
+    monkeypatch.setattr(train_module, "_loss_sums", counted)
+
     def run(chunk: int):
         monkeypatch.setattr(train_module, "LOSS_CHUNK", chunk)
         model.zero_grad()
+        computed.clear()
         z = {t: x.clone().requires_grad_() for t, x in z0.items()}
         generator = torch.Generator().manual_seed(0)
         value = link_loss(model, z, edge_type, pos, config, generator, mp_edges)
-        value.backward()
+        (3.0 * value).backward()
         params = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         return value.detach(), {t: x.grad for t, x in z.items()}, params
 
     whole, z_whole, p_whole = run(1_000_000)
     chunked, z_chunked, p_chunked = run(8)  # 13 groups of 4 in 7 chunks
+    assert len(computed) == 7  # no chunk rebuilt in the backward pass
     torch.testing.assert_close(chunked, whole)
     for t in z_whole:
         torch.testing.assert_close(z_chunked[t], z_whole[t])
