@@ -431,7 +431,7 @@ def emoji_report(path: Path) -> dict[str, Any]:
 def _print_train(rows: list[dict[str, Any]]) -> None:
     head = ("mode", "batch", "layers", "mp edges", "s/epoch", "val s", "epochs", "best", "val MRR")
     tail = ("test MRR", "est. GB", "peak GB", "split s")
-    print(f"{'model':<7}{'nodes':>10}{'ranks':>6}" + "".join(f"{h:>10}" for h in head + tail))
+    print(f"{'model':<7}{'nodes':>10}{'ranks':>6}" + "".join(f"{h:>11}" for h in head + tail))
     for r in rows:
         if "error" in r:
             print(f"{r['model']:<7}{r['size']:>10,}{r['nproc']:>6}  {r['error']}")
@@ -452,7 +452,7 @@ def _print_train(rows: list[dict[str, Any]]) -> None:
             f"{r['split_s']:.1f}",
         )
         print(
-            f"{r['model']:<7}{r['size']:>10,}{r['nproc']:>6}" + "".join(f"{c:>10}" for c in cells)
+            f"{r['model']:<7}{r['size']:>10,}{r['nproc']:>6}" + "".join(f"{c:>11}" for c in cells)
         )
     print("s/epoch: median training pass after the first epoch; val s: validation that follows it")
     print("layers: kept for the backward pass, or rebuilt there (keeping them exceeds the budget)")
