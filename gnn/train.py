@@ -214,8 +214,9 @@ def train_model(
     )
     mini = chosen.mode == "mini"
     log.info(
-        "%s-batch training (estimated full-batch peak %.1f GB, budget %.1f GB%s)",
+        "%s-batch training (%sestimated full-batch peak %.1f GB, budget %.1f GB%s)",
         chosen.mode,
+        f"batches of {chosen.batch_size:,} supervision edges; " if mini else "",
         chosen.full_batch_bytes / 1e9,
         chosen.budget / 1e9,
         ", layers kept, not rebuilt" if chosen.recompute_layers is False else "",
@@ -235,57 +236,80 @@ def train_model(
     user_choice = model.recompute_layers
     if chosen.recompute_layers is not None:
         model.recompute_layers = chosen.recompute_layers
+    tracker = _Tracker(model, split, val_graph, config, device, result, progress, mini)
     try:
-        best_state = _cpu_state(model)
-        started = time.perf_counter()
-        every, val = 1, -1.0
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             if mini:
                 loss = _mini_batch_epoch(step, split, optimizer, generator, config, device, chosen)
             else:
                 loss = _full_batch_epoch(step, split, optimizer, generator, device)
-            train_s = time.perf_counter() - t0
-            stop = False
-            if distributed.rank() == 0:
-                if (epoch - 1) % every == 0:
-                    t1 = time.perf_counter()
-                    val = validation_mrr(model, split, val_graph, device, config if mini else None)
-                    if mini and epoch == 1:
-                        every = _validation_interval(time.perf_counter() - t1, train_s)
-                    if val > result.best_val_mrr:
-                        result.best_epoch, result.best_val_mrr = epoch, val
-                        best_state = _cpu_state(model)
-                row = {
-                    "epoch": epoch,
-                    "loss": loss,
-                    "val_mrr": val,
-                    "seconds": time.perf_counter() - t0,
-                    "train_seconds": train_s,
-                }
-                result.history.append(row)
-                if progress is not None:
-                    progress(epoch, row)
-                stop = epoch - result.best_epoch >= config.patience
-                if (
-                    config.max_seconds is not None
-                    and time.perf_counter() - started > config.max_seconds
-                ):
-                    log.info(
-                        "stopping after %d epochs: max_seconds %.0f reached",
-                        epoch,
-                        config.max_seconds,
-                    )
-                    stop = True
+            stop = distributed.rank() == 0 and tracker.after_epoch(epoch, loss, t0)
             if distributed.from_rank0(stop):
                 break
     finally:
         model.recompute_layers = user_choice
-    best_state, result = distributed.from_rank0((best_state, result))
+    best_state, result = distributed.from_rank0((tracker.best_state, result))
     model.load_state_dict(best_state)
     model.eval()
-    result.seconds = time.perf_counter() - started
+    result.seconds = time.perf_counter() - tracker.started
     return result
+
+
+class _Tracker:
+    """Rank 0's side of the epoch loop: validates (every epoch, or in mini-batch mode every
+    few, so that validating costs no more than training), keeps the best epoch's weights,
+    records the curve and says when to stop (patience, or ``max_seconds``)."""
+
+    def __init__(
+        self,
+        model: EmbeddingModel,
+        split: LinkSplit,
+        val_graph: HeteroData,
+        config: TrainConfig,
+        device: torch.device,
+        result: TrainResult,
+        progress: Callable[[int, dict[str, float]], None] | None,
+        mini: bool,
+    ) -> None:
+        self.model, self.split, self.val_graph = model, split, val_graph
+        self.config, self.device, self.result = config, device, result
+        self.progress, self.mini = progress, mini
+        self.best_state = _cpu_state(model)
+        self.started = time.perf_counter()
+        self.every, self.val = 1, -1.0
+
+    def after_epoch(self, epoch: int, loss: float, t0: float) -> bool:
+        """Record the epoch that began at ``t0``; whether training should stop."""
+        train_s = time.perf_counter() - t0
+        if (epoch - 1) % self.every == 0:
+            self._validate(epoch, train_s)
+        row = {
+            "epoch": epoch,
+            "loss": loss,
+            "val_mrr": self.val,
+            "seconds": time.perf_counter() - t0,
+            "train_seconds": train_s,
+        }
+        self.result.history.append(row)
+        if self.progress is not None:
+            self.progress(epoch, row)
+        limit = self.config.max_seconds
+        if limit is not None and time.perf_counter() - self.started > limit:
+            log.info("stopping after %d epochs: max_seconds %.0f reached", epoch, limit)
+            return True
+        return epoch - self.result.best_epoch >= self.config.patience
+
+    def _validate(self, epoch: int, train_s: float) -> None:
+        t1 = time.perf_counter()
+        self.val = validation_mrr(
+            self.model, self.split, self.val_graph, self.device, self.config if self.mini else None
+        )
+        if self.mini and epoch == 1:
+            self.every = _validation_interval(time.perf_counter() - t1, train_s)
+        if self.val > self.result.best_val_mrr:
+            self.result.best_epoch, self.result.best_val_mrr = epoch, self.val
+            self.best_state = _cpu_state(self.model)
 
 
 def plan_training(
