@@ -673,7 +673,9 @@ class _ChunkedLoss(torch.autograd.Function):
                 for t, i in index.items()
             }
             needed = [*(x for x in leaves.values() if x.requires_grad), *wanted_params]
-            with torch.enable_grad():
+            # The chunk's own graph is used up here: hooks on what a step saves (the memory
+            # budget's count) must not see it.
+            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_same, _same):
                 loss = run(leaves, *args)
                 found = iter(torch.autograd.grad(loss, needed, allow_unused=True) if needed else ())
             total += loss.detach()
@@ -684,15 +686,19 @@ class _ChunkedLoss(torch.autograd.Function):
             for p, g in zip(wanted_params, found, strict=True):
                 if g is not None:
                     param_grads[p] = g if p not in param_grads else param_grads[p] + g
-        ctx.grads = [z_grads[t] for t in types] + [param_grads.get(p) for p in params]
+        # Saved as what the step keeps for the backward pass, which the memory budget counts.
+        ctx.save_for_backward(*(z_grads[t] for t in types), *(param_grads.get(p) for p in params))
         return total
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        grads, ctx.grads = ctx.grads, None
-        return (None,) * 4 + tuple(None if g is None else g.mul_(grad) for g in grads)
+        return (None,) * 4 + tuple(None if g is None else g.mul_(grad) for g in ctx.saved_tensors)
+
+
+def _same(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
 def _loss_sums(

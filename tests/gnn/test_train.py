@@ -102,6 +102,18 @@ def test_hard_negatives_train(split, name: str, batch_size: int | None) -> None:
     assert train_model(model, split, config).best_val_mrr > 0.3
 
 
+def test_a_step_whose_loss_runs_in_chunks_is_planned_and_trains(split, monkeypatch) -> None:
+    """The memory budget measures a step by hooks on what it saves; a loss in several chunks
+    (a group size that does not divide the chunk does that at any size) takes its chunks'
+    gradients inside that step, and neither may break the other."""
+    monkeypatch.setattr(train_module, "LOSS_CHUNK", 16)
+    meta = GraphMeta.from_data(split.graph("val"))
+    model = MODELS["gcn"](meta, split.target_edge_types, hidden_channels=16, out_channels=16)
+    result = train_model(model, split, TrainConfig(epochs=3, patience=3, negatives_shared_by=5))
+    assert result.mode == "full" and len(result.history) == 3
+    assert all(math.isfinite(row["loss"]) for row in result.history)
+
+
 def test_the_loss_draws_negatives_among_the_candidates_given(split) -> None:
     """A mini-batch's negatives are its negative seeds: a destination outside the candidates
     is never drawn, however it scores."""
