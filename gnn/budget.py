@@ -180,8 +180,8 @@ def _saved_bytes(
     ``graph`` at ``fraction`` of its size, ``excluded`` tensors' storages not counted."""
     generator = torch.Generator().manual_seed(0)
     stand_in = _stand_in(graph, fraction, generator)
-    # The loss runs in checkpointed chunks of ``loss_chunk`` positives, so at full scale it keeps
-    # at most one chunk's tensors: both stand-ins get that many positives (or all there are), the
+    # The loss runs in chunks of ``loss_chunk`` positives, so at full scale it keeps at most one
+    # chunk's tensors at a time: both stand-ins get that many positives (or all there are), the
     # same count, so the loss lands in the line's intercept instead of growing with its slope.
     supervision = {
         et: _random_edges(

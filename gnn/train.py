@@ -4,7 +4,7 @@ Each epoch passes messages over one draw of the train edges and is supervised by
 (:meth:`LinkSplit.train_graph`), each positive ranked by softmax cross-entropy against uniformly
 sampled negatives of the destination type, one draw shared by each group of positives (or
 binary cross-entropy), plus the model's auxiliary loss (e.g. MGAT's cross-modal InfoNCE); the
-loss runs in recomputed chunks of positives, so its memory does not grow with the supervision.
+loss runs in chunks of positives, so its memory does not grow with the supervision.
 Validation MRR against the split's fixed candidates drives early stopping; the best epoch's
 weights are kept. Full-batch when its estimated peak fits the memory budget
 (:mod:`mmgraph.gnn.budget`), else mini-batches of supervision edges over sampled neighbourhoods
@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import LinkLoader, NodeLoader
 from torch_geometric.sampler import BaseSampler, NegativeSampling
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 # Candidate links scored at once in evaluation (bounds the gathered embeddings' memory).
 SCORE_CHUNK = 262_144
-# Positives per recomputed chunk of the loss (bounds its gathered embeddings and logits).
+# Positives per chunk of the loss (bounds its gathered embeddings and logits).
 LOSS_CHUNK = 65_536
 Measured = TypeVar("Measured")
 # Mini-batch sizes the memory budget chooses among; and the batch size of sampled inference.
@@ -236,8 +237,8 @@ def train_model(
     user_choice = model.recompute_layers
     if chosen.recompute_layers is not None:
         model.recompute_layers = chosen.recompute_layers
-    tracker = _Tracker(model, split, val_graph, config, device, result, progress, mini)
     try:
+        tracker = _Tracker(model, split, val_graph, config, device, result, progress, mini)
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             if mini:
@@ -677,23 +678,32 @@ class _ChunkedLoss(torch.autograd.Function):
             # budget's count) must not see it.
             with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_same, _same):
                 loss = run(leaves, *args)
-                found = iter(torch.autograd.grad(loss, needed, allow_unused=True) if needed else ())
+                # A chunk whose loss reads nothing trained (a frozen decoder) has no gradient.
+                grads = (
+                    torch.autograd.grad(loss, needed, allow_unused=True)
+                    if needed and loss.requires_grad
+                    else [None] * len(needed)
+                )
             total += loss.detach()
+            found = iter(grads)
             for t, x in leaves.items():
                 g = next(found) if x.requires_grad else None
                 if g is not None:
                     z_grads[t].index_add_(0, index[t], g)
             for p, g in zip(wanted_params, found, strict=True):
-                if g is not None:
-                    param_grads[p] = g if p not in param_grads else param_grads[p] + g
-        # Saved as what the step keeps for the backward pass, which the memory budget counts.
+                if g is not None:  # own buffers, which the backward pass scales in place
+                    param_grads[p] = g.clone() if p not in param_grads else param_grads[p].add_(g)
+        # Saved as what the step keeps for the backward pass (the memory budget counts them
+        # where its measured step runs the loss in chunks).
         ctx.save_for_backward(*(z_grads[t] for t in types), *(param_grads.get(p) for p in params))
         return total
 
     @staticmethod
+    @once_differentiable
     def backward(  # type: ignore[override]
         ctx: Any, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
+        # Scaled in place: the loss can be run backwards once (as the training step does).
         return (None,) * 4 + tuple(None if g is None else g.mul_(grad) for g in ctx.saved_tensors)
 
 

@@ -104,14 +104,31 @@ def test_hard_negatives_train(split, name: str, batch_size: int | None) -> None:
 
 def test_a_step_whose_loss_runs_in_chunks_is_planned_and_trains(split, monkeypatch) -> None:
     """The memory budget measures a step by hooks on what it saves; a loss in several chunks
-    (a group size that does not divide the chunk does that at any size) takes its chunks'
-    gradients inside that step, and neither may break the other."""
+    (at planning time too, when the group size does not divide the chunk and the supervision
+    fills one) takes its chunks' gradients inside that step, and neither may break the other."""
     monkeypatch.setattr(train_module, "LOSS_CHUNK", 16)
     meta = GraphMeta.from_data(split.graph("val"))
     model = MODELS["gcn"](meta, split.target_edge_types, hidden_channels=16, out_channels=16)
     result = train_model(model, split, TrainConfig(epochs=3, patience=3, negatives_shared_by=5))
     assert result.mode == "full" and len(result.history) == 3
     assert all(math.isfinite(row["loss"]) for row in result.history)
+
+
+def test_a_loss_in_chunks_that_reads_nothing_trained_has_no_gradient(split, monkeypatch) -> None:
+    """A frozen decoder over fixed embeddings, beside layers still trained: the loss in chunks
+    is computed, and nothing gets a gradient from it."""
+    monkeypatch.setattr(train_module, "LOSS_CHUNK", 8)
+    meta = GraphMeta.from_data(split.graph("val"))
+    edge_type = split.target_edge_types[0]
+    model = MODELS["gcn"](meta, split.target_edge_types, hidden_channels=8, out_channels=8)
+    model.decoder.requires_grad_(False)
+    z = {t: torch.randn(30, 8) for t in meta.node_types}
+    pos = torch.stack([torch.randint(0, 30, (50,)), torch.randint(0, 30, (50,))])
+    config = TrainConfig(negatives=6, negatives_shared_by=4)
+    value = link_loss(model, z, edge_type, pos, config, torch.Generator(), pos)
+    value.backward()
+    assert math.isfinite(float(value.detach()))
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_the_loss_draws_negatives_among_the_candidates_given(split) -> None:
